@@ -1,0 +1,51 @@
+//! The `ashiato` binary: `serve` runs the server; `demo`, `trace`, `traces`
+//! and `logs` are clients of a running server.
+
+mod client;
+mod demo;
+mod render;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ashiato: self-hosted, OpenTelemetry-native tracing and error tracking in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "ashiato", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: OTLP ingest, embedded store, query API.
+    Serve(serve::ServeArgs),
+    /// Send realistic demo traffic (an order flow across several services) over OTLP.
+    Demo(demo::DemoArgs),
+    /// Print one trace as a span tree.
+    Trace(client::TraceArgs),
+    /// Search traces.
+    Traces(client::TracesArgs),
+    /// Search logs.
+    Logs(client::LogsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Trace(args) => client::trace(args),
+        Command::Traces(args) => client::traces(args),
+        Command::Logs(args) => client::logs(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
