@@ -1,20 +1,100 @@
-//! ashiato's embedded store.
+//! ashiato's embedded store: write-ahead log, in-memory recent data, sealed
+//! Parquet segments, SQLite catalog, retention.
 //!
-//! CONTRACT (the public API below is what `ashiato-query` and
-//! `ashiato-server` build against; the bodies are placeholders until the
-//! store lands).
+//! # Contract
 //!
 //! - `append_*` returns only after the batch is in the write-ahead log and
-//!   fsynced (group commit); the data is queryable when it returns.
+//!   fdatasynced (group commit); the data is queryable when it returns.
 //! - `append_*` never buffers without bound: when the writer is behind it
-//!   fails fast with `AppendError::Overloaded`, which the server turns into
-//!   429/503 + Retry-After or gRPC UNAVAILABLE.
+//!   waits briefly for room, then fails with `AppendError::Overloaded`,
+//!   which the server turns into 429/503 + Retry-After or gRPC UNAVAILABLE.
+//!
+//! # Layout under `data_dir`
+//!
+//! - `wal/<seq:08>.wal`: write-ahead log files (see `wal`), one per memtable
+//!   generation; a new file starts at every seal.
+//! - `segments/spans-<seq:08>.parquet`, `segments/logs-<seq:08>.parquet`:
+//!   immutable zstd Parquet segments; `<seq>` is the WAL file they cover up to.
+//! - `catalog.sqlite`: segments, their time range, services and
+//!   per-operation counts, and the "WAL covered up to" mark.
+//!
+//! # Data path
+//!
+//! 1. `append_*` encodes the batch with the store's own varint codec
+//!    (`codec`; resource and scope written once per batch), reserves its
+//!    bytes from the pending-bytes budget (`max_pending_bytes`, default
+//!    64 MiB) and queues it for the writer thread.
+//! 2. The writer thread (`writer`) takes everything queued, writes it with a
+//!    single write + fdatasync (group commit), inserts the batches into the
+//!    active memtable and then acknowledges every waiter.
+//! 3. When the memtable passes `seal_max_rows` (1M), `seal_max_bytes`
+//!    (256 MiB estimated) or `seal_max_age` (2 min), the writer starts a new
+//!    WAL file and freezes the memtable (it stays queryable); the sealer
+//!    thread (`sealer`) writes Parquet, registers the segments and the WAL
+//!    mark in one SQLite transaction, swaps memtable for segments in memory
+//!    under one lock, and deletes the covered WAL files.
+//! 4. At open, orphan segment files (not in the catalog) are deleted, WAL
+//!    files at or below the covered mark are deleted, the rest is replayed
+//!    into the memtable. A torn WAL tail is logged, truncated and skipped.
+//!
+//! Memory is bounded twice: by the pending-bytes budget (not yet fsynced)
+//! and by `max_memory_bytes` (estimated size of active + frozen memtables;
+//! when sealing falls behind, appends get `Overloaded`).
+//!
+//! # Reads
+//!
+//! Segment metadata (Parquet footer, per-row-group trace-id min/max, time
+//! range, services) is cached in memory, so a trace lookup reads only the
+//! row groups whose trace-id range holds the id, filtering on the
+//! `trace_id` column before decoding anything else. Span rows are sorted by
+//! trace id then start time (so one trace is contiguous and ids compress);
+//! a `trace_id` bloom filter is written for future use. Scans prune
+//! segments by time range and service set, test plain columns, then decode.
+//! `scan_logs` visits memtable logs newest first, then segments by newest
+//! time, each segment's matches sorted newest first.
+//!
+//! # Deviations from the recommended design
+//!
+//! - Service and operation counters are kept in memory (loaded from the
+//!   catalog at open, updated on seal and retention) so the stats endpoints
+//!   never touch SQLite or Parquet.
+//! - The span end time is stored as a signed offset from the start
+//!   (`end_offset`), not a duration: small numbers compress like a duration,
+//!   and an end before the start still round-trips exactly.
+//! - Two processes must not open the same `data_dir`; there is no lock file yet.
 
+mod catalog;
+mod codec;
+mod memtable;
+mod retention;
+mod scan;
+mod sealer;
+mod segment;
+mod wal;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fs;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ashiato_model::{LogRecord, Span, TraceId};
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{info, warn};
+
+use crate::catalog::{Catalog, SegmentKind};
+use crate::codec::Encoder;
+use crate::memtable::{Memtable, OpStats};
+use crate::segment::Segment;
+use crate::wal::{RecordKind, WalFile, io_error};
+use crate::writer::{Batch, Commit, Writer, WriterMsg};
+
+pub use crate::codec::CodecError;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -23,6 +103,39 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Whole segments whose newest data is older than this are deleted.
     pub retention: Duration,
+    /// Bytes accepted but not yet fsynced before appends wait, then fail.
+    pub max_pending_bytes: usize,
+    /// How long an append waits for room before it fails with `Overloaded`.
+    pub overload_wait: Duration,
+    /// Seal the memtable once it holds this many rows (spans + logs)…
+    pub seal_max_rows: u64,
+    /// …or this many estimated bytes…
+    pub seal_max_bytes: u64,
+    /// …or its oldest row is this old (so a quiet server still seals).
+    pub seal_max_age: Duration,
+    /// Estimated bytes of active plus frozen memtables above which appends
+    /// are refused until sealing catches up.
+    pub max_memory_bytes: u64,
+    /// How often expired segments are looked for.
+    pub retention_interval: Duration,
+}
+
+impl StoreConfig {
+    /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 256 MiB
+    /// / 2 minutes, 768 MiB memtable memory, retention checked every minute.
+    pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_pending_bytes: 64 * 1024 * 1024,
+            overload_wait: Duration::from_secs(1),
+            seal_max_rows: 1_000_000,
+            seal_max_bytes: 256 * 1024 * 1024,
+            seal_max_age: Duration::from_secs(120),
+            max_memory_bytes: 768 * 1024 * 1024,
+            retention_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Failures of the store itself (disk, corruption that cannot be skipped).
@@ -30,9 +143,18 @@ pub struct StoreConfig {
 #[non_exhaustive]
 pub enum StoreError {
     #[error("io error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store is closed")]
     Closed,
+    #[error("catalog error: {0}")]
+    Catalog(#[from] rusqlite::Error),
+    #[error("unreadable segment {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("wal write failed: {reason}")]
+    WalWrite { reason: String },
 }
 
 /// Why an append was not acknowledged.
@@ -97,45 +219,317 @@ pub struct OperationStats {
     pub error_count: u64,
 }
 
+/// Sizes of what the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    pub span_segments: usize,
+    pub log_segments: usize,
+    pub sealed_spans: u64,
+    pub sealed_logs: u64,
+    pub span_segment_bytes: u64,
+    pub log_segment_bytes: u64,
+    /// Rows in memory (active and being sealed), also in the WAL.
+    pub memtable_spans: u64,
+    pub memtable_logs: u64,
+}
+
+/// Where the store's files live.
+struct Paths {
+    wal_dir: PathBuf,
+    segments_dir: PathBuf,
+}
+
+/// What readers see; swapped under one lock so each row is visible exactly once.
+struct State {
+    active: Memtable,
+    /// Memtables being sealed, oldest first.
+    frozen: Vec<Arc<Memtable>>,
+    span_segments: Vec<Arc<Segment>>,
+    log_segments: Vec<Arc<Segment>>,
+    /// Per (service, operation) counts of all span segments.
+    sealed_stats: OpStats,
+}
+
+/// State shared by the store handle and its threads.
+struct Shared {
+    config: StoreConfig,
+    paths: Paths,
+    state: RwLock<State>,
+    catalog: Mutex<Catalog>,
+    /// Estimated bytes of active + frozen memtables.
+    memory_bytes: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<mpsc::Sender<WriterMsg>>>,
+    pending: Arc<Semaphore>,
+    pending_limit: u32,
+    closed: AtomicBool,
+    retention_stop: Mutex<Option<mpsc::Sender<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    writer_gate: Arc<Mutex<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        lock(&self.writer).take();
+        lock(&self.retention_stop).take();
+        for handle in lock(&self.threads).drain(..) {
+            if handle.join().is_err() {
+                warn!("a store thread panicked");
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long clients are told to wait when the store is overloaded.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Poll interval while waiting for memtable memory to be released.
+const MEMORY_POLL: Duration = Duration::from_millis(10);
+
 /// A handle to the open store; cheap to clone, shareable across threads.
 #[derive(Clone)]
-pub struct Store {}
+pub struct Store {
+    inner: Arc<Inner>,
+}
 
 impl Store {
     /// Opens (or creates) the store under `config.data_dir`, replaying the
     /// write-ahead log. A torn WAL tail is skipped with a warning.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let _ = config;
-        unimplemented!("store placeholder")
+        let paths = Paths {
+            wal_dir: config.data_dir.join("wal"),
+            segments_dir: config.data_dir.join("segments"),
+        };
+        for dir in [&config.data_dir, &paths.wal_dir, &paths.segments_dir] {
+            fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        }
+        let catalog = Catalog::open(&config.data_dir.join("catalog.sqlite"))?;
+        let covered = catalog.wal_covered()?;
+        let (span_segments, log_segments, sealed_stats) =
+            load_segments(&catalog, &paths.segments_dir)?;
+
+        let (active, wal) = replay_wal(&paths.wal_dir, covered)?;
+        let memory = active.estimated_bytes;
+        let state = State {
+            active,
+            frozen: Vec::new(),
+            span_segments,
+            log_segments,
+            sealed_stats,
+        };
+        let retention_interval = config.retention_interval;
+        let pending_limit = u32::try_from(config.max_pending_bytes)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let shared = Arc::new(Shared {
+            config,
+            paths,
+            state: RwLock::new(state),
+            catalog: Mutex::new(catalog),
+            memory_bytes: AtomicU64::new(memory),
+            shutting_down: AtomicBool::new(false),
+        });
+        retention::enforce(&shared)?;
+
+        let (writer_tx, writer_rx) = mpsc::channel();
+        let (sealer_tx, sealer_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let writer_gate = Arc::new(Mutex::new(()));
+        let writer = Writer {
+            shared: shared.clone(),
+            wal,
+            inbox: writer_rx,
+            sealer: sealer_tx,
+            gate: writer_gate.clone(),
+        };
+        let threads = vec![
+            spawn("ashiato-wal", move || writer.run())?,
+            spawn("ashiato-seal", {
+                let shared = shared.clone();
+                move || sealer::run(shared, sealer_rx)
+            })?,
+            spawn("ashiato-retention", {
+                let shared = shared.clone();
+                move || retention::run(shared, stop_rx, retention_interval)
+            })?,
+        ];
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                writer: Mutex::new(Some(writer_tx)),
+                pending: Arc::new(Semaphore::new(pending_limit as usize)),
+                pending_limit,
+                closed: AtomicBool::new(false),
+                retention_stop: Mutex::new(Some(stop_tx)),
+                threads: Mutex::new(threads),
+                writer_gate,
+            }),
+        })
     }
 
     /// Durably appends spans; returns once they are in the fsynced WAL.
     pub async fn append_spans(&self, spans: Vec<Span>) -> Result<(), AppendError> {
-        let _ = spans;
-        unimplemented!("store placeholder")
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let mut encoder = Encoder::with_capacity(spans.len() * 256);
+        codec::encode_spans(&spans, &mut encoder);
+        let record = wal::frame(RecordKind::Spans, &encoder.buf);
+        self.append(record, Batch::Spans(spans)).await
     }
 
     /// Durably appends log records; returns once they are in the fsynced WAL.
     pub async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), AppendError> {
-        let _ = logs;
-        unimplemented!("store placeholder")
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let mut encoder = Encoder::with_capacity(logs.len() * 256);
+        codec::encode_logs(&logs, &mut encoder);
+        let record = wal::frame(RecordKind::Logs, &encoder.buf);
+        self.append(record, Batch::Logs(logs)).await
+    }
+
+    async fn append(&self, record: Vec<u8>, batch: Batch) -> Result<(), AppendError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        let deadline = Instant::now() + inner.shared.config.overload_wait;
+        self.wait_for_memory(deadline).await?;
+        // A batch larger than the whole budget takes all of it rather than
+        // waiting forever.
+        let wanted = u32::try_from(record.len())
+            .unwrap_or(u32::MAX)
+            .min(inner.pending_limit);
+        let permit = tokio::time::timeout_at(
+            deadline.into(),
+            inner.pending.clone().acquire_many_owned(wanted),
+        )
+        .await
+        .map_err(|_| AppendError::Overloaded {
+            retry_after: RETRY_AFTER,
+        })?
+        .map_err(|_| AppendError::Closed)?;
+        let (done, acknowledged) = oneshot::channel();
+        let commit = Commit {
+            record,
+            batch,
+            done,
+            permit,
+        };
+        {
+            let writer = lock(&inner.writer);
+            let sender = writer.as_ref().ok_or(AppendError::Closed)?;
+            sender
+                .send(WriterMsg::Commit(commit))
+                .map_err(|_| AppendError::Closed)?;
+        }
+        match acknowledged.await {
+            Ok(result) => result.map_err(AppendError::Store),
+            Err(_) => Err(AppendError::Closed),
+        }
+    }
+
+    async fn wait_for_memory(&self, deadline: Instant) -> Result<(), AppendError> {
+        let shared = &self.inner.shared;
+        while shared.memory_bytes.load(Ordering::Relaxed) >= shared.config.max_memory_bytes {
+            if Instant::now() >= deadline {
+                return Err(AppendError::Overloaded {
+                    retry_after: RETRY_AFTER,
+                });
+            }
+            tokio::time::sleep(MEMORY_POLL).await;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every stored span of one trace (any order); empty when unknown.
     pub fn get_trace(&self, trace_id: TraceId) -> Result<Vec<Span>, StoreError> {
-        let _ = trace_id;
-        unimplemented!("store placeholder")
+        let mut spans = Vec::new();
+        let segments: Vec<Arc<Segment>> = {
+            let state = self.state();
+            state.active.trace(trace_id, &mut spans);
+            for table in &state.frozen {
+                table.trace(trace_id, &mut spans);
+            }
+            state.span_segments.clone()
+        };
+        for segment in &segments {
+            segment.trace(trace_id, &mut spans)?;
+        }
+        Ok(spans)
     }
 
     /// Calls `visit` for every stored span matching `filter` until it breaks.
-    /// Blocking; run it off the async runtime.
+    /// Blocking; run it off the async runtime. Recent data comes first.
     pub fn scan_spans(
         &self,
         filter: &SpanFilter,
         visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let _ = (filter, visit);
-        unimplemented!("store placeholder")
+        let (chunks, segments) = {
+            let state = self.state();
+            let mut chunks: Vec<Arc<Vec<Span>>> =
+                state.active.span_chunks.iter().rev().cloned().collect();
+            for table in state.frozen.iter().rev() {
+                chunks.extend(table.span_chunks.iter().rev().cloned());
+            }
+            (
+                chunks,
+                self.pruned_segments(
+                    &state.span_segments,
+                    filter.start_min_ns,
+                    filter.start_max_ns,
+                    filter.service.as_deref(),
+                ),
+            )
+        };
+        for chunk in &chunks {
+            for span in chunk.iter() {
+                if scan::span_matches(filter, span) && visit(span).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        for segment in &segments {
+            if scan::scan_span_segment(segment, filter, visit)?.is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Segments that can hold matching rows, newest first.
+    fn pruned_segments(
+        &self,
+        segments: &[Arc<Segment>],
+        min: Option<u64>,
+        max: Option<u64>,
+        service: Option<&str>,
+    ) -> Vec<Arc<Segment>> {
+        let mut kept: Vec<Arc<Segment>> = segments
+            .iter()
+            .filter(|s| s.overlaps(min, max) && s.may_hold_service(service))
+            .cloned()
+            .collect();
+        kept.sort_by_key(|s| std::cmp::Reverse(s.max_time));
+        kept
     }
 
     /// Calls `visit` for every stored log record matching `filter`, newest
@@ -145,23 +539,244 @@ impl Store {
         filter: &LogFilter,
         visit: &mut dyn FnMut(&LogRecord) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let _ = (filter, visit);
-        unimplemented!("store placeholder")
+        let (chunks, segments) = {
+            let state = self.state();
+            let mut chunks: Vec<Arc<Vec<LogRecord>>> =
+                state.active.log_chunks.iter().rev().cloned().collect();
+            for table in state.frozen.iter().rev() {
+                chunks.extend(table.log_chunks.iter().rev().cloned());
+            }
+            (
+                chunks,
+                self.pruned_segments(
+                    &state.log_segments,
+                    filter.time_min_ns,
+                    filter.time_max_ns,
+                    filter.service.as_deref(),
+                ),
+            )
+        };
+        for chunk in &chunks {
+            for log in chunk.iter().rev() {
+                if scan::log_matches(filter, log) && visit(log).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        for segment in &segments {
+            for log in scan::collect_log_segment(segment, filter)? {
+                if visit(&log).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All (service, operation) counts: sealed plus in memory.
+    fn merged_stats(&self) -> OpStats {
+        let state = self.state();
+        let mut merged = state.sealed_stats.clone();
+        for stats in
+            std::iter::once(&state.active.stats).chain(state.frozen.iter().map(|t| &t.stats))
+        {
+            for (key, (spans, errors)) in stats {
+                let entry = merged.entry(key.clone()).or_insert((0, 0));
+                entry.0 += spans;
+                entry.1 += errors;
+            }
+        }
+        merged
     }
 
     /// Span and error counts per service, by name.
     pub fn service_stats(&self) -> Vec<ServiceStats> {
-        unimplemented!("store placeholder")
+        let mut services: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for ((service, _), (spans, errors)) in self.merged_stats() {
+            let entry = services.entry(service).or_insert((0, 0));
+            entry.0 += spans;
+            entry.1 += errors;
+        }
+        services
+            .into_iter()
+            .map(|(name, (span_count, error_count))| ServiceStats {
+                name,
+                span_count,
+                error_count,
+            })
+            .collect()
     }
 
     /// Span and error counts per operation of one service, by name.
     pub fn operation_stats(&self, service: &str) -> Vec<OperationStats> {
-        let _ = service;
-        unimplemented!("store placeholder")
+        self.merged_stats()
+            .into_iter()
+            .filter(|((s, _), _)| s == service)
+            .map(|((_, name), (span_count, error_count))| OperationStats {
+                name,
+                span_count,
+                error_count,
+            })
+            .collect()
     }
 
     /// Stops accepting appends, waits for in-flight ones, syncs the WAL.
     pub async fn close(&self) -> Result<(), StoreError> {
-        unimplemented!("store placeholder")
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        let (done, finished) = oneshot::channel();
+        let sent = lock(&inner.writer)
+            .take()
+            .map(|sender| sender.send(WriterMsg::Shutdown(done)));
+        if let Some(Ok(())) = sent {
+            // An error means the writer is already gone, which is just as closed.
+            let _ = finished.await;
+        }
+        inner.shared.shutting_down.store(true, Ordering::Relaxed);
+        lock(&inner.retention_stop).take();
+        info!("store closed");
+        Ok(())
+    }
+
+    /// Seals the in-memory data into Parquet segments now and waits until
+    /// it is done (and every earlier seal too). Blocking; for tests and
+    /// maintenance.
+    pub fn seal_now(&self) -> Result<(), StoreError> {
+        let (reply, result) = mpsc::channel();
+        {
+            let writer = lock(&self.inner.writer);
+            let sender = writer.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(WriterMsg::Seal(reply))
+                .map_err(|_| StoreError::Closed)?;
+        }
+        result.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Drops expired segments now (also done at open and every
+    /// `retention_interval`); returns how many were dropped.
+    pub fn enforce_retention_now(&self) -> Result<usize, StoreError> {
+        retention::enforce(&self.inner.shared)
+    }
+
+    /// Bytes accepted by `append_*` but not yet acknowledged.
+    pub fn pending_bytes(&self) -> usize {
+        (self.inner.pending_limit as usize).saturating_sub(self.inner.pending.available_permits())
+    }
+
+    /// What is sealed on disk, for tests and metrics.
+    pub fn storage_stats(&self) -> StorageStats {
+        let state = self.state();
+        let sum = |segments: &[Arc<Segment>], field: fn(&Segment) -> u64| -> u64 {
+            segments.iter().map(|s| field(s)).sum()
+        };
+        StorageStats {
+            span_segments: state.span_segments.len(),
+            log_segments: state.log_segments.len(),
+            sealed_spans: sum(&state.span_segments, |s| s.rows),
+            sealed_logs: sum(&state.log_segments, |s| s.rows),
+            span_segment_bytes: sum(&state.span_segments, |s| s.bytes),
+            log_segment_bytes: sum(&state.log_segments, |s| s.bytes),
+            memtable_spans: state.active.span_count
+                + state.frozen.iter().map(|t| t.span_count).sum::<u64>(),
+            memtable_logs: state.active.log_count
+                + state.frozen.iter().map(|t| t.log_count).sum::<u64>(),
+        }
+    }
+
+    /// Test hook: while the returned guard lives the WAL writer commits
+    /// nothing, as if the disk had stalled.
+    #[doc(hidden)]
+    pub fn stall_writer(&self) -> MutexGuard<'_, ()> {
+        lock(&self.inner.writer_gate)
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|e| io_error(Path::new(name), e))
+}
+
+type LoadedSegments = (Vec<Arc<Segment>>, Vec<Arc<Segment>>, OpStats);
+
+/// Opens every cataloged segment and deletes files the catalog does not know
+/// (a seal interrupted before its commit, or a retention interrupted after).
+fn load_segments(catalog: &Catalog, dir: &Path) -> Result<LoadedSegments, StoreError> {
+    let mut spans = Vec::new();
+    let mut logs = Vec::new();
+    let mut stats = OpStats::new();
+    let mut known = std::collections::HashSet::new();
+    for entry in catalog.load_segments()? {
+        known.insert(entry.file.clone());
+        let path = dir.join(&entry.file);
+        let is_spans = entry.kind == SegmentKind::Spans;
+        let segment = match Segment::open(entry.id, path.clone(), entry.written, is_spans) {
+            Ok(segment) => Arc::new(segment),
+            Err(failure) => {
+                warn!(path = %path.display(), error = %failure, "skipped unreadable segment");
+                continue;
+            }
+        };
+        if is_spans {
+            for (key, (count, errors)) in &segment.ops {
+                let entry = stats.entry(key.clone()).or_insert((0, 0));
+                entry.0 += count;
+                entry.1 += errors;
+            }
+            spans.push(segment);
+        } else {
+            logs.push(segment);
+        }
+    }
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !known.contains(&name) {
+            let path = entry.path();
+            warn!(path = %path.display(), "deleting orphan segment file");
+            fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    Ok((spans, logs, stats))
+}
+
+/// Rebuilds the memtable from WAL files not covered by segments and opens a
+/// fresh WAL file after them.
+fn replay_wal(wal_dir: &Path, covered: u64) -> Result<(Memtable, WalFile), StoreError> {
+    sealer::delete_covered_wal(wal_dir, covered);
+    let seqs = wal::list_files(wal_dir)?;
+    let next_seq = seqs.last().copied().unwrap_or(0).max(covered) + 1;
+    let mut table = Memtable::new(next_seq);
+    for seq in seqs.into_iter().filter(|&s| s > covered) {
+        let path = wal::wal_path(wal_dir, seq);
+        for record in wal::read_file(&path)? {
+            replay_record(&path, record, &mut table);
+        }
+    }
+    if !table.is_empty() {
+        info!(
+            spans = table.span_count,
+            logs = table.log_count,
+            "replayed wal"
+        );
+    }
+    let wal = WalFile::create(wal_dir, next_seq)?;
+    Ok((table, wal))
+}
+
+fn replay_record(path: &Path, record: wal::Record, table: &mut Memtable) {
+    let size = record.payload.len();
+    let decoded = match record.kind {
+        RecordKind::Spans => {
+            codec::decode_spans(&record.payload).map(|spans| table.insert_spans(spans, size))
+        }
+        RecordKind::Logs => {
+            codec::decode_logs(&record.payload).map(|logs| table.insert_logs(logs, size))
+        }
+    };
+    if let Err(failure) = decoded {
+        warn!(path = %path.display(), error = %failure, "skipped undecodable wal record");
     }
 }

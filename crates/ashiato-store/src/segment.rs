@@ -1,0 +1,792 @@
+//! Immutable Parquet segments: writing sealed memtables, reading rows back.
+//!
+//! Span segments are sorted by trace id then start time, so each row group
+//! covers a narrow trace-id range (kept in memory from the footer statistics)
+//! and a `trace_id` bloom filter is written for later use; a trace lookup
+//! opens only row groups whose range holds the id and decodes only rows whose
+//! `trace_id` matches (a Parquet row filter). Log segments are sorted by
+//! service then time. Nested parts (attributes, events, links, resource,
+//! scope) are blobs in ashiato's own codec; repeated resource/scope blobs
+//! collapse under Parquet dictionary encoding, the rest under zstd.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch,
+    StringArray, UInt8Array, UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use ashiato_model::{LogRecord, Resource, Scope, Span, SpanId, Status, TraceId};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    RowFilter,
+};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::StoreError;
+use crate::codec::{self, Decoder, Encoder};
+use crate::memtable::{OpStats, add_span_to_stats};
+use crate::wal::io_error;
+
+/// Rows per row group: large enough for good compression, small enough that
+/// a trace lookup decodes little.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+const READ_BATCH_ROWS: usize = 8192;
+
+pub fn parquet_error(path: &Path, source: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: source.to_string(),
+    }
+}
+
+fn span_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+                Field::new("span_id", DataType::FixedSizeBinary(8), false),
+                Field::new("parent_span_id", DataType::FixedSizeBinary(8), true),
+                Field::new("service", DataType::Utf8, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("kind", DataType::UInt8, false),
+                Field::new("start_time", DataType::UInt64, false),
+                Field::new("end_offset", DataType::Int64, false),
+                Field::new("status_code", DataType::UInt8, false),
+                Field::new("status_message", DataType::Utf8, false),
+                Field::new("flags", DataType::UInt32, false),
+                Field::new("trace_state", DataType::Utf8, false),
+                Field::new("attributes", DataType::Binary, false),
+                Field::new("events", DataType::Binary, false),
+                Field::new("links", DataType::Binary, false),
+                Field::new("resource", DataType::Binary, false),
+                Field::new("scope", DataType::Binary, false),
+            ]))
+        })
+        .clone()
+}
+
+fn log_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("service", DataType::Utf8, false),
+                Field::new("time", DataType::UInt64, false),
+                Field::new("observed_time", DataType::UInt64, false),
+                Field::new("severity_number", DataType::UInt8, false),
+                Field::new("severity_text", DataType::Utf8, false),
+                Field::new("body", DataType::Binary, false),
+                Field::new("trace_id", DataType::FixedSizeBinary(16), true),
+                Field::new("span_id", DataType::FixedSizeBinary(8), true),
+                Field::new("flags", DataType::UInt32, false),
+                Field::new("event_name", DataType::Utf8, false),
+                Field::new("attributes", DataType::Binary, false),
+                Field::new("resource", DataType::Binary, false),
+                Field::new("scope", DataType::Binary, false),
+            ]))
+        })
+        .clone()
+}
+
+fn writer_properties(distinct_traces: u64) -> Result<WriterProperties, StoreError> {
+    let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| parquet_error(Path::new(""), e))?;
+    let trace_id = ColumnPath::from("trace_id");
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_bloom_filter_enabled(trace_id.clone(), true)
+        .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
+        .set_column_bloom_filter_max_ndv(trace_id, distinct_traces.clamp(1, ROW_GROUP_ROWS as u64))
+        // Random ids never repeat enough for a dictionary to pay off.
+        .set_column_dictionary_enabled(ColumnPath::from("span_id"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("parent_span_id"), false)
+        .build())
+}
+
+/// What the catalog and the in-memory segment list need to know about a
+/// freshly written segment.
+pub struct WrittenSegment {
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_time: u64,
+    pub max_time: u64,
+    pub services: BTreeSet<String>,
+    pub ops: OpStats,
+}
+
+/// Blobs of shared values are encoded once per distinct `Arc`.
+struct BlobCache<T> {
+    blobs: HashMap<*const T, Arc<Vec<u8>>>,
+}
+
+impl<T> BlobCache<T> {
+    fn new() -> Self {
+        BlobCache {
+            blobs: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, value: &Arc<T>, encode: impl FnOnce(&mut Encoder, &T)) -> Arc<Vec<u8>> {
+        self.blobs
+            .entry(Arc::as_ptr(value))
+            .or_insert_with(|| Arc::new(codec::blob(|e| encode(e, value))))
+            .clone()
+    }
+}
+
+fn write_file(
+    path: &Path,
+    schema: SchemaRef,
+    props: WriterProperties,
+    batches: impl Iterator<Item = Result<RecordBatch, StoreError>>,
+) -> Result<u64, StoreError> {
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| parquet_error(path, e))?;
+    for batch in batches {
+        writer.write(&batch?).map_err(|e| parquet_error(path, e))?;
+    }
+    let file = writer.into_inner().map_err(|e| parquet_error(path, e))?;
+    file.sync_all().map_err(|e| io_error(path, e))?;
+    let bytes = file.metadata().map_err(|e| io_error(path, e))?.len();
+    Ok(bytes)
+}
+
+/// Writes spans, sorted by trace id then start time, to a new Parquet file.
+pub fn write_spans(path: &Path, spans: &[&Span]) -> Result<WrittenSegment, StoreError> {
+    let mut order: Vec<&Span> = spans.to_vec();
+    order.sort_unstable_by(|a, b| {
+        (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
+    });
+    let distinct_traces = order
+        .windows(2)
+        .filter(|w| w[0].trace_id != w[1].trace_id)
+        .count()
+        + 1;
+    let mut summary = WrittenSegment {
+        rows: order.len() as u64,
+        bytes: 0,
+        min_time: u64::MAX,
+        max_time: 0,
+        services: BTreeSet::new(),
+        ops: OpStats::new(),
+    };
+    for span in &order {
+        summary.min_time = summary.min_time.min(span.start_time_unix_nano);
+        summary.max_time = summary.max_time.max(span.start_time_unix_nano);
+        if !summary.services.contains(span.service_name()) {
+            summary.services.insert(span.service_name().to_owned());
+        }
+        add_span_to_stats(&mut summary.ops, span);
+    }
+    let mut resources = BlobCache::new();
+    let mut scopes = BlobCache::new();
+    let batches = order.chunks(ROW_GROUP_ROWS).map(|chunk| {
+        span_batch(chunk, &mut resources, &mut scopes).map_err(|e| parquet_error(path, e))
+    });
+    summary.bytes = write_file(
+        path,
+        span_schema(),
+        writer_properties(distinct_traces as u64)?,
+        batches,
+    )?;
+    Ok(summary)
+}
+
+fn span_batch(
+    spans: &[&Span],
+    resources: &mut BlobCache<Resource>,
+    scopes: &mut BlobCache<Scope>,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let resource_blobs: Vec<Arc<Vec<u8>>> = spans
+        .iter()
+        .map(|s| resources.get(&s.resource, |e, r| e.resource(r)))
+        .collect();
+    let scope_blobs: Vec<Arc<Vec<u8>>> = spans
+        .iter()
+        .map(|s| scopes.get(&s.scope, |e, r| e.scope(r)))
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(FixedSizeBinaryArray::try_from_iter(
+            spans.iter().map(|s| s.trace_id.0),
+        )?),
+        Arc::new(FixedSizeBinaryArray::try_from_iter(
+            spans.iter().map(|s| s.span_id.0),
+        )?),
+        Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            spans.iter().map(|s| s.parent_span_id.map(|p| p.0)),
+            8,
+        )?),
+        Arc::new(StringArray::from_iter_values(
+            spans.iter().map(|s| s.service_name()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            spans.iter().map(|s| s.name.as_str()),
+        )),
+        Arc::new(UInt8Array::from_iter_values(
+            spans.iter().map(|s| codec::kind_to_u8(s.kind)),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            spans.iter().map(|s| s.start_time_unix_nano),
+        )),
+        Arc::new(Int64Array::from_iter_values(spans.iter().map(|s| {
+            codec::end_offset(s.start_time_unix_nano, s.end_time_unix_nano)
+        }))),
+        Arc::new(UInt8Array::from_iter_values(
+            spans.iter().map(|s| codec::status_to_u8(s.status.code)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            spans.iter().map(|s| s.status.message.as_str()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(spans.iter().map(|s| s.flags))),
+        Arc::new(StringArray::from_iter_values(
+            spans.iter().map(|s| s.trace_state.as_str()),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            spans
+                .iter()
+                .map(|s| codec::blob(|e| e.attrs(&s.attributes))),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            spans.iter().map(|s| codec::blob(|e| e.events(&s.events))),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            spans.iter().map(|s| codec::blob(|e| e.links(&s.links))),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            resource_blobs.iter().map(|b| b.as_slice()),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            scope_blobs.iter().map(|b| b.as_slice()),
+        )),
+    ];
+    RecordBatch::try_new(span_schema(), columns)
+}
+
+/// Writes log records, sorted by service then time, to a new Parquet file.
+pub fn write_logs(path: &Path, logs: &[&LogRecord]) -> Result<WrittenSegment, StoreError> {
+    let mut order: Vec<&LogRecord> = logs.to_vec();
+    order.sort_by(|a, b| {
+        (a.service_name(), a.effective_time_unix_nano())
+            .cmp(&(b.service_name(), b.effective_time_unix_nano()))
+    });
+    let mut summary = WrittenSegment {
+        rows: order.len() as u64,
+        bytes: 0,
+        min_time: u64::MAX,
+        max_time: 0,
+        services: BTreeSet::new(),
+        ops: OpStats::new(),
+    };
+    for log in &order {
+        let time = log.effective_time_unix_nano();
+        summary.min_time = summary.min_time.min(time);
+        summary.max_time = summary.max_time.max(time);
+        if !summary.services.contains(log.service_name()) {
+            summary.services.insert(log.service_name().to_owned());
+        }
+    }
+    let mut resources = BlobCache::new();
+    let mut scopes = BlobCache::new();
+    let batches = order.chunks(ROW_GROUP_ROWS).map(|chunk| {
+        log_batch(chunk, &mut resources, &mut scopes).map_err(|e| parquet_error(path, e))
+    });
+    summary.bytes = write_file(path, log_schema(), writer_properties(1)?, batches)?;
+    Ok(summary)
+}
+
+fn log_batch(
+    logs: &[&LogRecord],
+    resources: &mut BlobCache<Resource>,
+    scopes: &mut BlobCache<Scope>,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let resource_blobs: Vec<Arc<Vec<u8>>> = logs
+        .iter()
+        .map(|l| resources.get(&l.resource, |e, r| e.resource(r)))
+        .collect();
+    let scope_blobs: Vec<Arc<Vec<u8>>> = logs
+        .iter()
+        .map(|l| scopes.get(&l.scope, |e, r| e.scope(r)))
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            logs.iter().map(|l| l.service_name()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            logs.iter().map(|l| l.time_unix_nano),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            logs.iter().map(|l| l.observed_time_unix_nano),
+        )),
+        Arc::new(UInt8Array::from_iter_values(
+            logs.iter().map(|l| l.severity_number),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            logs.iter().map(|l| l.severity_text.as_str()),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            logs.iter().map(|l| codec::blob(|e| e.value(&l.body))),
+        )),
+        Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            logs.iter().map(|l| l.trace_id.map(|t| t.0)),
+            16,
+        )?),
+        Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            logs.iter().map(|l| l.span_id.map(|s| s.0)),
+            8,
+        )?),
+        Arc::new(UInt32Array::from_iter_values(logs.iter().map(|l| l.flags))),
+        Arc::new(StringArray::from_iter_values(
+            logs.iter().map(|l| l.event_name.as_str()),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            logs.iter().map(|l| codec::blob(|e| e.attrs(&l.attributes))),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            resource_blobs.iter().map(|b| b.as_slice()),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            scope_blobs.iter().map(|b| b.as_slice()),
+        )),
+    ];
+    RecordBatch::try_new(log_schema(), columns)
+}
+
+/// A sealed segment as the store keeps it in memory: catalog facts plus the
+/// Parquet footer, so lookups never re-read it.
+pub struct Segment {
+    pub id: i64,
+    pub path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_time: u64,
+    pub max_time: u64,
+    pub services: BTreeSet<String>,
+    /// Per (service, operation) counts; spans only.
+    pub ops: OpStats,
+    metadata: ArrowReaderMetadata,
+    /// Min and max trace id of each row group (span segments).
+    trace_ranges: Vec<Option<([u8; 16], [u8; 16])>>,
+}
+
+impl Segment {
+    /// Opens a written segment and caches its footer.
+    pub fn open(
+        id: i64,
+        path: PathBuf,
+        written: WrittenSegment,
+        is_spans: bool,
+    ) -> Result<Segment, StoreError> {
+        let file = File::open(&path).map_err(|e| io_error(&path, e))?;
+        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| parquet_error(&path, e))?;
+        let trace_ranges = if is_spans {
+            row_group_trace_ranges(&metadata)
+        } else {
+            Vec::new()
+        };
+        Ok(Segment {
+            id,
+            path,
+            rows: written.rows,
+            bytes: written.bytes,
+            min_time: written.min_time,
+            max_time: written.max_time,
+            services: written.services,
+            ops: written.ops,
+            metadata,
+            trace_ranges,
+        })
+    }
+
+    pub fn overlaps(&self, min: Option<u64>, max: Option<u64>) -> bool {
+        min.is_none_or(|min| self.max_time >= min) && max.is_none_or(|max| self.min_time <= max)
+    }
+
+    pub fn may_hold_service(&self, service: Option<&str>) -> bool {
+        service.is_none_or(|s| self.services.contains(s))
+    }
+
+    /// `None` when retention deleted the file after the caller took its
+    /// snapshot of the segment list: the segment is simply gone.
+    fn reader(&self) -> Result<Option<ParquetRecordBatchReaderBuilder<File>>, StoreError> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error(&self.path, error)),
+        };
+        Ok(Some(
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                .with_batch_size(READ_BATCH_ROWS),
+        ))
+    }
+
+    /// Spans of one trace in this segment.
+    pub fn trace(&self, trace_id: TraceId, out: &mut Vec<Span>) -> Result<(), StoreError> {
+        let id = trace_id.0;
+        let row_groups: Vec<usize> = self
+            .trace_ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, range)| range.is_none_or(|(min, max)| min <= id && id <= max))
+            .map(|(index, _)| index)
+            .collect();
+        if row_groups.is_empty() {
+            return Ok(());
+        }
+        let mask = ProjectionMask::leaves(self.metadata.parquet_schema(), [0]);
+        let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| {
+                    arrow_schema::ArrowError::SchemaError("trace_id column type".into())
+                })?;
+            Ok(BooleanArray::from_iter(
+                (0..ids.len()).map(|i| Some(ids.value(i) == id)),
+            ))
+        });
+        let Some(reader) = self.reader()? else {
+            return Ok(());
+        };
+        let reader = reader
+            .with_row_groups(row_groups)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .build()
+            .map_err(|e| parquet_error(&self.path, e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
+            let columns = SpanColumns::new(&batch).map_err(|e| parquet_error(&self.path, e))?;
+            let mut shared = SharedParts::default();
+            for row in 0..batch.num_rows() {
+                out.push(
+                    columns
+                        .span(row, &mut shared)
+                        .map_err(|e| parquet_error(&self.path, e))?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every span of the segment, batch by batch; `visit` returns false to stop.
+    pub fn for_each_span_batch(
+        &self,
+        visit: &mut dyn FnMut(&SpanColumns<'_>, &mut SharedParts) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(reader) = self.reader()? else {
+            return Ok(());
+        };
+        let reader = reader.build().map_err(|e| parquet_error(&self.path, e))?;
+        let mut shared = SharedParts::default();
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
+            let columns = SpanColumns::new(&batch).map_err(|e| parquet_error(&self.path, e))?;
+            if !visit(&columns, &mut shared)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every log record of the segment, batch by batch; `visit` returns false to stop.
+    pub fn for_each_log_batch(
+        &self,
+        visit: &mut dyn FnMut(&LogColumns<'_>, &mut SharedParts) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(reader) = self.reader()? else {
+            return Ok(());
+        };
+        let reader = reader.build().map_err(|e| parquet_error(&self.path, e))?;
+        let mut shared = SharedParts::default();
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
+            let columns = LogColumns::new(&batch).map_err(|e| parquet_error(&self.path, e))?;
+            if !visit(&columns, &mut shared)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn row_group_trace_ranges(metadata: &ArrowReaderMetadata) -> Vec<Option<([u8; 16], [u8; 16])>> {
+    metadata
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|group| {
+            let stats = group.columns().first()?.statistics()?;
+            let min: [u8; 16] = stats.min_bytes_opt()?.try_into().ok()?;
+            let max: [u8; 16] = stats.max_bytes_opt()?.try_into().ok()?;
+            Some((min, max))
+        })
+        .collect()
+}
+
+/// Decoded resources and scopes shared by rows with identical blobs, so a
+/// segment's thousands of rows share a handful of `Arc`s as the model intends.
+#[derive(Default)]
+pub struct SharedParts {
+    resources: HashMap<Vec<u8>, Arc<Resource>>,
+    scopes: HashMap<Vec<u8>, Arc<Scope>>,
+}
+
+impl SharedParts {
+    fn resource(&mut self, blob: &[u8]) -> Result<Arc<Resource>, codec::CodecError> {
+        if let Some(resource) = self.resources.get(blob) {
+            return Ok(resource.clone());
+        }
+        let resource = Arc::new(codec::unblob(blob, Decoder::resource)?);
+        self.resources.insert(blob.to_vec(), resource.clone());
+        Ok(resource)
+    }
+
+    fn scope(&mut self, blob: &[u8]) -> Result<Arc<Scope>, codec::CodecError> {
+        if let Some(scope) = self.scopes.get(blob) {
+            return Ok(scope.clone());
+        }
+        let scope = Arc::new(codec::unblob(blob, Decoder::scope)?);
+        self.scopes.insert(blob.to_vec(), scope.clone());
+        Ok(scope)
+    }
+}
+
+/// Why a Parquet batch does not look like an ashiato segment.
+#[derive(Debug, thiserror::Error)]
+pub enum ColumnError {
+    #[error("column {0} is missing or has an unexpected type")]
+    BadColumn(&'static str),
+    #[error("undecodable {column}: {source}")]
+    Codec {
+        column: &'static str,
+        source: codec::CodecError,
+    },
+}
+
+fn column<'a, T: 'static>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a T, ColumnError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or(ColumnError::BadColumn(name))
+}
+
+fn decode<'a, T>(
+    column: &'static str,
+    blob: &'a [u8],
+    read: impl FnOnce(&mut Decoder<'a>) -> Result<T, codec::CodecError>,
+) -> Result<T, ColumnError> {
+    codec::unblob(blob, read).map_err(|source| ColumnError::Codec { column, source })
+}
+
+fn fixed<const N: usize>(array: &FixedSizeBinaryArray, row: usize) -> Option<[u8; N]> {
+    if array.is_null(row) {
+        return None;
+    }
+    array.value(row).try_into().ok()
+}
+
+/// Typed views of one span batch's columns; cheap columns can be tested
+/// before a row's blobs are decoded.
+pub struct SpanColumns<'a> {
+    pub rows: usize,
+    trace_id: &'a FixedSizeBinaryArray,
+    span_id: &'a FixedSizeBinaryArray,
+    parent_span_id: &'a FixedSizeBinaryArray,
+    service: &'a StringArray,
+    name: &'a StringArray,
+    kind: &'a UInt8Array,
+    start_time: &'a UInt64Array,
+    end_offset: &'a Int64Array,
+    status_code: &'a UInt8Array,
+    status_message: &'a StringArray,
+    flags: &'a UInt32Array,
+    trace_state: &'a StringArray,
+    attributes: &'a BinaryArray,
+    events: &'a BinaryArray,
+    links: &'a BinaryArray,
+    resource: &'a BinaryArray,
+    scope: &'a BinaryArray,
+}
+
+impl<'a> SpanColumns<'a> {
+    pub fn new(batch: &'a RecordBatch) -> Result<SpanColumns<'a>, ColumnError> {
+        Ok(SpanColumns {
+            rows: batch.num_rows(),
+            trace_id: column(batch, "trace_id")?,
+            span_id: column(batch, "span_id")?,
+            parent_span_id: column(batch, "parent_span_id")?,
+            service: column(batch, "service")?,
+            name: column(batch, "name")?,
+            kind: column(batch, "kind")?,
+            start_time: column(batch, "start_time")?,
+            end_offset: column(batch, "end_offset")?,
+            status_code: column(batch, "status_code")?,
+            status_message: column(batch, "status_message")?,
+            flags: column(batch, "flags")?,
+            trace_state: column(batch, "trace_state")?,
+            attributes: column(batch, "attributes")?,
+            events: column(batch, "events")?,
+            links: column(batch, "links")?,
+            resource: column(batch, "resource")?,
+            scope: column(batch, "scope")?,
+        })
+    }
+
+    pub fn service(&self, row: usize) -> &str {
+        self.service.value(row)
+    }
+
+    pub fn name(&self, row: usize) -> &str {
+        self.name.value(row)
+    }
+
+    pub fn start_time(&self, row: usize) -> u64 {
+        self.start_time.value(row)
+    }
+
+    pub fn duration_ns(&self, row: usize) -> u64 {
+        let start = self.start_time.value(row);
+        codec::end_from_offset(start, self.end_offset.value(row)).saturating_sub(start)
+    }
+
+    pub fn is_error(&self, row: usize) -> bool {
+        codec::status_from_u8(self.status_code.value(row)) == ashiato_model::StatusCode::Error
+    }
+
+    /// Decodes one full span.
+    pub fn span(&self, row: usize, shared: &mut SharedParts) -> Result<Span, ColumnError> {
+        let trace_id = fixed::<16>(self.trace_id, row).ok_or(ColumnError::BadColumn("trace_id"))?;
+        let span_id = fixed::<8>(self.span_id, row).ok_or(ColumnError::BadColumn("span_id"))?;
+        let start_time_unix_nano = self.start_time.value(row);
+        Ok(Span {
+            trace_id: TraceId(trace_id),
+            span_id: SpanId(span_id),
+            parent_span_id: fixed::<8>(self.parent_span_id, row).map(SpanId),
+            trace_state: self.trace_state.value(row).to_owned(),
+            flags: self.flags.value(row),
+            name: self.name.value(row).to_owned(),
+            kind: codec::kind_from_u8(self.kind.value(row)),
+            start_time_unix_nano,
+            end_time_unix_nano: codec::end_from_offset(
+                start_time_unix_nano,
+                self.end_offset.value(row),
+            ),
+            attributes: decode("attributes", self.attributes.value(row), Decoder::attrs)?,
+            events: decode("events", self.events.value(row), Decoder::events)?,
+            links: decode("links", self.links.value(row), Decoder::links)?,
+            status: Status {
+                code: codec::status_from_u8(self.status_code.value(row)),
+                message: self.status_message.value(row).to_owned(),
+            },
+            resource: shared
+                .resource(self.resource.value(row))
+                .map_err(|source| ColumnError::Codec {
+                    column: "resource",
+                    source,
+                })?,
+            scope: shared
+                .scope(self.scope.value(row))
+                .map_err(|source| ColumnError::Codec {
+                    column: "scope",
+                    source,
+                })?,
+        })
+    }
+}
+
+/// Typed views of one log batch's columns.
+pub struct LogColumns<'a> {
+    pub rows: usize,
+    service: &'a StringArray,
+    time: &'a UInt64Array,
+    observed_time: &'a UInt64Array,
+    severity_number: &'a UInt8Array,
+    severity_text: &'a StringArray,
+    body: &'a BinaryArray,
+    trace_id: &'a FixedSizeBinaryArray,
+    span_id: &'a FixedSizeBinaryArray,
+    flags: &'a UInt32Array,
+    event_name: &'a StringArray,
+    attributes: &'a BinaryArray,
+    resource: &'a BinaryArray,
+    scope: &'a BinaryArray,
+}
+
+impl<'a> LogColumns<'a> {
+    pub fn new(batch: &'a RecordBatch) -> Result<LogColumns<'a>, ColumnError> {
+        Ok(LogColumns {
+            rows: batch.num_rows(),
+            service: column(batch, "service")?,
+            time: column(batch, "time")?,
+            observed_time: column(batch, "observed_time")?,
+            severity_number: column(batch, "severity_number")?,
+            severity_text: column(batch, "severity_text")?,
+            body: column(batch, "body")?,
+            trace_id: column(batch, "trace_id")?,
+            span_id: column(batch, "span_id")?,
+            flags: column(batch, "flags")?,
+            event_name: column(batch, "event_name")?,
+            attributes: column(batch, "attributes")?,
+            resource: column(batch, "resource")?,
+            scope: column(batch, "scope")?,
+        })
+    }
+
+    pub fn service(&self, row: usize) -> &str {
+        self.service.value(row)
+    }
+
+    pub fn effective_time(&self, row: usize) -> u64 {
+        match self.time.value(row) {
+            0 => self.observed_time.value(row),
+            time => time,
+        }
+    }
+
+    pub fn trace_id(&self, row: usize) -> Option<TraceId> {
+        fixed::<16>(self.trace_id, row).map(TraceId)
+    }
+
+    /// Decodes one full log record.
+    pub fn log(&self, row: usize, shared: &mut SharedParts) -> Result<LogRecord, ColumnError> {
+        Ok(LogRecord {
+            time_unix_nano: self.time.value(row),
+            observed_time_unix_nano: self.observed_time.value(row),
+            severity_number: self.severity_number.value(row),
+            severity_text: self.severity_text.value(row).to_owned(),
+            body: decode("body", self.body.value(row), Decoder::value)?,
+            attributes: decode("attributes", self.attributes.value(row), Decoder::attrs)?,
+            trace_id: self.trace_id(row),
+            span_id: fixed::<8>(self.span_id, row).map(SpanId),
+            flags: self.flags.value(row),
+            event_name: self.event_name.value(row).to_owned(),
+            resource: shared
+                .resource(self.resource.value(row))
+                .map_err(|source| ColumnError::Codec {
+                    column: "resource",
+                    source,
+                })?,
+            scope: shared
+                .scope(self.scope.value(row))
+                .map_err(|source| ColumnError::Codec {
+                    column: "scope",
+                    source,
+                })?,
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! The write-ahead log: numbered files of checksummed records.
+//!
+//! A file is `wal/<seq:08>.wal`: an 8-byte magic, then records
+//! `[u32 le payload length][u32 le crc32 of kind+payload][u8 kind][payload]`.
+//! A new file is started at every seal, so "everything up to file N is in
+//! segments" is a single number in the catalog.
+//!
+//! Reading stops at the first record that is incomplete or fails its
+//! checksum (a torn tail after a crash): it is logged, and the file is
+//! truncated there so later appends follow valid data.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::StoreError;
+
+const MAGIC: &[u8; 8] = b"ASHWAL01";
+const HEADER_LEN: usize = 9;
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Spans = 1,
+    Logs = 2,
+}
+
+impl RecordKind {
+    fn from_u8(value: u8) -> Option<RecordKind> {
+        match value {
+            1 => Some(RecordKind::Spans),
+            2 => Some(RecordKind::Logs),
+            _ => None,
+        }
+    }
+}
+
+pub fn io_error(path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn wal_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:08}.wal"))
+}
+
+/// Frames one record, ready to be appended to a WAL file.
+pub fn frame(kind: RecordKind, payload: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(payload.len() + HEADER_LEN);
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[kind as u8]);
+    hasher.update(payload);
+    record.extend_from_slice(&hasher.finalize().to_le_bytes());
+    record.push(kind as u8);
+    record.extend_from_slice(payload);
+    record
+}
+
+/// Sequence numbers of the WAL files in `dir`, ascending.
+pub fn list_files(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut seqs = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name();
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Makes a created, renamed or deleted directory entry durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+/// The open, append-only WAL file the writer thread owns.
+pub struct WalFile {
+    pub seq: u64,
+    path: PathBuf,
+    file: File,
+    /// Length of the valid prefix; a failed write is cut back to it.
+    good_len: u64,
+}
+
+impl WalFile {
+    /// Creates a fresh file (durably: file, header and directory entry).
+    pub fn create(dir: &Path, seq: u64) -> Result<WalFile, StoreError> {
+        let path = wal_path(dir, seq);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        file.write_all(MAGIC)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| io_error(&path, e))?;
+        sync_dir(dir)?;
+        Ok(WalFile {
+            seq,
+            path,
+            file,
+            good_len: MAGIC.len() as u64,
+        })
+    }
+
+    /// Appends the records and fdatasyncs; on failure the file is cut back
+    /// so no partial record precedes later ones.
+    pub fn append_and_sync(&mut self, records: &[u8]) -> Result<(), StoreError> {
+        let result = self
+            .file
+            .write_all(records)
+            .and_then(|()| self.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.good_len += records.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(undo) = self.cut_back() {
+                    warn!(path = %self.path.display(), error = %undo, "could not cut back wal after failed write");
+                }
+                Err(io_error(&self.path, error))
+            }
+        }
+    }
+
+    fn cut_back(&mut self) -> io::Result<()> {
+        self.file.set_len(self.good_len)?;
+        self.file.seek(SeekFrom::Start(self.good_len))?;
+        self.file.sync_data()
+    }
+}
+
+/// One decoded-frame record read back from a WAL file.
+pub struct Record {
+    pub kind: RecordKind,
+    pub payload: Vec<u8>,
+}
+
+/// Reads every intact record of a file. A torn or corrupt tail is logged and
+/// truncated away; only real IO errors fail.
+pub fn read_file(path: &Path) -> Result<Vec<Record>, StoreError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| io_error(path, e))?;
+    let (records, valid_len) = parse(&bytes);
+    if valid_len < bytes.len() {
+        warn!(
+            path = %path.display(),
+            valid_bytes = valid_len,
+            dropped_bytes = bytes.len() - valid_len,
+            "skipped torn wal tail"
+        );
+        truncate(path, valid_len)?;
+    }
+    Ok(records)
+}
+
+fn truncate(path: &Path, len: usize) -> Result<(), StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    file.set_len(len as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(path, e))
+}
+
+/// Splits file bytes into intact records; returns them and the length of the
+/// valid prefix. A bad magic leaves nothing valid.
+pub fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
+    let mut records = Vec::new();
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return (records, 0);
+    }
+    let mut offset = MAGIC.len();
+    while let Some((record, next)) = parse_record(bytes, offset) {
+        records.push(record);
+        offset = next;
+    }
+    (records, offset)
+}
+
+fn parse_record(bytes: &[u8], offset: usize) -> Option<(Record, usize)> {
+    let header = bytes.get(offset..offset.checked_add(HEADER_LEN)?)?;
+    let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let kind_byte = header[8];
+    let start = offset + HEADER_LEN;
+    let payload = bytes.get(start..start.checked_add(length)?)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[kind_byte]);
+    hasher.update(payload);
+    if hasher.finalize() != crc {
+        return None;
+    }
+    let kind = RecordKind::from_u8(kind_byte)?;
+    Some((
+        Record {
+            kind,
+            payload: payload.to_vec(),
+        },
+        start + length,
+    ))
+}
