@@ -43,6 +43,7 @@ pub(crate) trait TopLevelKey {
 pub(crate) struct TopLevel<T, K> {
     pub items: Vec<T>,
     pub unknown_keys: Vec<String>,
+    has_payload_key: bool,
     key: PhantomData<K>,
 }
 
@@ -51,6 +52,7 @@ impl<T, K> Default for TopLevel<T, K> {
         TopLevel {
             items: Vec::new(),
             unknown_keys: Vec::new(),
+            has_payload_key: false,
             key: PhantomData,
         }
     }
@@ -59,7 +61,7 @@ impl<T, K> Default for TopLevel<T, K> {
 impl<T, K: TopLevelKey> TopLevel<T, K> {
     /// A warning when the body had keys but none of them was the payload key.
     pub(crate) fn unknown_keys_warning(&self) -> Option<String> {
-        if self.items.is_empty() && !self.unknown_keys.is_empty() {
+        if !self.has_payload_key && !self.unknown_keys.is_empty() {
             let shown: Vec<&str> = self
                 .unknown_keys
                 .iter()
@@ -95,6 +97,7 @@ impl<'de, T: Deserialize<'de>, K: TopLevelKey> Deserialize<'de> for TopLevel<T, 
                 let mut top = TopLevel::default();
                 while let Some(key) = map.next_key::<String>()? {
                     if key == K::CAMEL || key == K::SNAKE {
+                        top.has_payload_key = true;
                         let items: Option<Vec<T>> = map.next_value()?;
                         top.items.extend(items.unwrap_or_default());
                     } else {
