@@ -619,3 +619,173 @@ pub fn unblob<'a, T>(
     decoder.finish()?;
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_value() -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("empty", AttrValue::Empty),
+            KeyValue::new("str", AttrValue::Str("在庫レベルが低い".into())),
+            KeyValue::new("yes", AttrValue::Bool(true)),
+            KeyValue::new("no", AttrValue::Bool(false)),
+            KeyValue::new("int", AttrValue::Int(-42)),
+            KeyValue::new("max", AttrValue::Int(i64::MAX)),
+            KeyValue::new("float", AttrValue::Float(99.99)),
+            KeyValue::new("bytes", AttrValue::Bytes(vec![0, 1, 255])),
+            KeyValue::new(
+                "array",
+                AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("two".into())]),
+            ),
+            KeyValue::new(
+                "map",
+                AttrValue::Map(vec![KeyValue::new(
+                    "nested",
+                    AttrValue::Map(vec![KeyValue::new("deep", AttrValue::Float(-0.5))]),
+                )]),
+            ),
+        ]
+    }
+
+    fn sample_spans() -> Vec<Span> {
+        let resource = Arc::new(Resource::new(vec![KeyValue::new(
+            "service.name",
+            AttrValue::Str("checkout".into()),
+        )]));
+        let other = Arc::new(Resource::new(vec![]));
+        let scope = Arc::new(Scope {
+            name: "lib".into(),
+            version: "1.0".into(),
+            attributes: every_value(),
+        });
+        let span = Span {
+            trace_id: TraceId([7; 16]),
+            span_id: SpanId([1; 8]),
+            parent_span_id: Some(SpanId([2; 8])),
+            trace_state: "k=v".into(),
+            flags: 0x301,
+            name: "注文作成".into(),
+            kind: SpanKind::Server,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 500,
+            attributes: every_value(),
+            events: vec![Event {
+                time_unix_nano: 1_200,
+                name: "e".into(),
+                attributes: every_value(),
+            }],
+            links: vec![Link {
+                trace_id: TraceId([9; 16]),
+                span_id: SpanId([8; 8]),
+                trace_state: "a=b".into(),
+                attributes: every_value(),
+                flags: 1,
+            }],
+            status: Status {
+                code: StatusCode::Error,
+                message: "残高不足".into(),
+            },
+            resource: resource.clone(),
+            scope: scope.clone(),
+        };
+        let mut second = span.clone();
+        second.parent_span_id = None;
+        second.resource = other;
+        second.end_time_unix_nano = u64::MAX;
+        vec![span.clone(), second, span]
+    }
+
+    #[test]
+    fn test_span_batch_round_trips() {
+        let spans = sample_spans();
+        let mut encoder = Encoder::default();
+        encode_spans(&spans, &mut encoder);
+        let decoded = decode_spans(&encoder.buf).unwrap();
+        assert_eq!(decoded, spans);
+        assert!(Arc::ptr_eq(&decoded[0].resource, &decoded[2].resource));
+    }
+
+    #[test]
+    fn test_log_batch_round_trips() {
+        let resource = Arc::new(Resource::new(vec![]));
+        let scope = Arc::new(Scope::default());
+        let log = LogRecord {
+            time_unix_nano: 5,
+            observed_time_unix_nano: 6,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: AttrValue::Map(every_value()),
+            attributes: every_value(),
+            trace_id: Some(TraceId([3; 16])),
+            span_id: None,
+            flags: 1,
+            event_name: "ev".into(),
+            resource,
+            scope,
+        };
+        let logs = vec![
+            log.clone(),
+            LogRecord {
+                trace_id: None,
+                span_id: Some(SpanId([4; 8])),
+                ..log
+            },
+        ];
+        let mut encoder = Encoder::default();
+        encode_logs(&logs, &mut encoder);
+        assert_eq!(decode_logs(&encoder.buf).unwrap(), logs);
+    }
+
+    /// A small deterministic generator so the fuzz-like tests repeat exactly.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn test_corrupt_input_never_panics() {
+        let mut encoder = Encoder::default();
+        encode_spans(&sample_spans(), &mut encoder);
+        let valid = encoder.buf;
+        let mut rng = XorShift(0x9e3779b97f4a7c15);
+        for _ in 0..20_000 {
+            let mut bytes = valid.clone();
+            for _ in 0..(rng.next() % 4 + 1) {
+                let index = (rng.next() as usize) % bytes.len();
+                bytes[index] ^= 1 << (rng.next() % 8);
+            }
+            let cut = (rng.next() as usize) % (bytes.len() + 1);
+            let _ = decode_spans(&bytes);
+            let _ = decode_spans(&bytes[..cut]);
+            let _ = decode_logs(&bytes[..cut]);
+        }
+        for length in 0..64 {
+            let noise: Vec<u8> = (0..length * 7).map(|_| rng.next() as u8).collect();
+            let _ = decode_spans(&noise);
+            let _ = decode_logs(&noise);
+        }
+    }
+
+    #[test]
+    fn test_deep_nesting_is_refused_not_overflowed() {
+        let mut bytes = [7u8, 1].repeat(100_000);
+        bytes.push(0);
+        assert_eq!(Decoder::new(&bytes).value(), Err(CodecError::TooDeep));
+    }
+
+    #[test]
+    fn test_huge_counts_do_not_allocate() {
+        let mut encoder = Encoder::default();
+        encoder.u64(0);
+        encoder.u64(0);
+        encoder.u64(u64::MAX / 2);
+        assert_eq!(decode_spans(&encoder.buf), Err(CodecError::Truncated));
+    }
+}

@@ -92,7 +92,7 @@ use crate::codec::Encoder;
 use crate::memtable::{Memtable, OpStats};
 use crate::segment::Segment;
 use crate::wal::{RecordKind, WalFile, io_error};
-use crate::writer::{Batch, Commit, Writer, WriterMsg};
+use crate::writer::{Batch, Commit, Gate, Writer, WriterMsg};
 
 pub use crate::codec::CodecError;
 
@@ -219,6 +219,18 @@ pub struct OperationStats {
     pub error_count: u64,
 }
 
+/// Returned by `Store::stall_writer`; the writer resumes when it is dropped.
+#[doc(hidden)]
+pub struct WriterStall {
+    gate: Arc<Gate>,
+}
+
+impl Drop for WriterStall {
+    fn drop(&mut self) {
+        self.gate.set_closed(false);
+    }
+}
+
 /// Sizes of what the store holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageStats {
@@ -269,7 +281,7 @@ struct Inner {
     closed: AtomicBool,
     retention_stop: Mutex<Option<mpsc::Sender<()>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    writer_gate: Arc<Mutex<()>>,
+    writer_gate: Arc<Gate>,
 }
 
 impl Drop for Inner {
@@ -342,7 +354,7 @@ impl Store {
         let (writer_tx, writer_rx) = mpsc::channel();
         let (sealer_tx, sealer_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
-        let writer_gate = Arc::new(Mutex::new(()));
+        let writer_gate = Arc::new(Gate::default());
         let writer = Writer {
             shared: shared.clone(),
             wal,
@@ -533,7 +545,10 @@ impl Store {
     }
 
     /// Calls `visit` for every stored log record matching `filter`, newest
-    /// first where the store can, until it breaks. Blocking.
+    /// first where the store can, until it breaks. Blocking. In-memory
+    /// records come first, newest first; then each segment's matches newest
+    /// first, segments by newest time (segments may overlap in time, so the
+    /// order across them is approximate).
     pub fn scan_logs(
         &self,
         filter: &LogFilter,
@@ -556,11 +571,16 @@ impl Store {
                 ),
             )
         };
-        for chunk in &chunks {
-            for log in chunk.iter().rev() {
-                if scan::log_matches(filter, log) && visit(log).is_break() {
-                    return Ok(());
-                }
+        // Arrival order is not time order; sort the (few) matches newest first.
+        let mut matches: Vec<&LogRecord> = chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .filter(|log| scan::log_matches(filter, log))
+            .collect();
+        matches.sort_by_key(|log| std::cmp::Reverse(log.effective_time_unix_nano()));
+        for log in matches {
+            if visit(log).is_break() {
+                return Ok(());
             }
         }
         for segment in &segments {
@@ -687,8 +707,11 @@ impl Store {
     /// Test hook: while the returned guard lives the WAL writer commits
     /// nothing, as if the disk had stalled.
     #[doc(hidden)]
-    pub fn stall_writer(&self) -> MutexGuard<'_, ()> {
-        lock(&self.inner.writer_gate)
+    pub fn stall_writer(&self) -> WriterStall {
+        self.inner.writer_gate.set_closed(true);
+        WriterStall {
+            gate: self.inner.writer_gate.clone(),
+        }
     }
 }
 

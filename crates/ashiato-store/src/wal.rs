@@ -219,3 +219,51 @@ fn parse_record(bytes: &[u8], offset: usize) -> Option<(Record, usize)> {
         start + length,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        for payload in payloads {
+            bytes.extend(frame(RecordKind::Spans, payload));
+        }
+        bytes
+    }
+
+    #[test]
+    fn test_parse_reads_intact_records() {
+        let bytes = file_with(&[b"one", b"", b"three"]);
+        let (records, valid) = parse(&bytes);
+        assert_eq!(valid, bytes.len());
+        let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+        assert_eq!(payloads, vec![&b"one"[..], b"", b"three"]);
+    }
+
+    #[test]
+    fn test_parse_stops_at_torn_or_flipped_record() {
+        let bytes = file_with(&[b"one", b"two", b"three"]);
+        let second_end = MAGIC.len() + 2 * HEADER_LEN + 6;
+        for cut in 0..bytes.len() {
+            let (records, valid) = parse(&bytes[..cut]);
+            assert!(valid <= cut);
+            assert!(records.len() <= 3);
+        }
+        for bit in 0..(bytes.len() - second_end) * 8 {
+            let mut flipped = bytes.clone();
+            flipped[second_end + bit / 8] ^= 1 << (bit % 8);
+            let (records, valid) = parse(&flipped);
+            assert_eq!(records.len(), 2, "bit {bit}");
+            assert_eq!(valid, second_end);
+        }
+    }
+
+    #[test]
+    fn test_bad_magic_leaves_nothing() {
+        let mut bytes = file_with(&[b"one"]);
+        bytes[0] = b'X';
+        assert_eq!(parse(&bytes).1, 0);
+        assert_eq!(parse(&[]).1, 0);
+    }
+}

@@ -10,7 +10,7 @@
 use std::mem;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ashiato_model::{LogRecord, Span};
@@ -52,13 +52,35 @@ pub enum WriterMsg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// A door the writer passes before each commit; tests close it to simulate
+/// a stalled disk.
+#[derive(Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    pub fn set_closed(&self, closed: bool) {
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = closed;
+        self.opened.notify_all();
+    }
+
+    fn wait_open(&self) {
+        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        while *closed {
+            closed = self.opened.wait(closed).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 pub struct Writer {
     pub shared: Arc<Shared>,
     pub wal: WalFile,
     pub inbox: Receiver<WriterMsg>,
     pub sealer: Sender<SealJob>,
-    /// Test hook: while someone holds this lock the writer does not commit.
-    pub gate: Arc<Mutex<()>>,
+    /// Test hook: while it is closed the writer does not commit.
+    pub gate: Arc<Gate>,
 }
 
 impl Writer {
@@ -108,7 +130,7 @@ impl Writer {
         if commits.is_empty() {
             return;
         }
-        let _stalled = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        self.gate.wait_open();
         let total: usize = commits.iter().map(|c| c.record.len()).sum();
         let mut buffer = Vec::with_capacity(total);
         for commit in &commits {

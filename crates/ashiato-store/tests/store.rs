@@ -1,0 +1,803 @@
+//! End-to-end tests of the store through its public API: durability,
+//! crash recovery, sealing, retention, back-pressure and queries.
+
+// Helpers outside `#[test]` functions unwrap too; a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ashiato_model::{
+    AttrValue, Event, KeyValue, Link, LogRecord, Resource, Scope, Span, SpanId, SpanKind, Status,
+    StatusCode, TraceId,
+};
+use ashiato_store::{AppendError, LogFilter, SpanFilter, Store, StoreConfig};
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn resource(service: &str) -> Arc<Resource> {
+    Arc::new(Resource::new(vec![
+        KeyValue::new("service.name", AttrValue::Str(service.into())),
+        KeyValue::new("deployment.environment", AttrValue::Str("test".into())),
+    ]))
+}
+
+fn scope() -> Arc<Scope> {
+    Arc::new(Scope {
+        name: "ashiato-test".into(),
+        version: "0.1".into(),
+        attributes: vec![KeyValue::new("scope.attr", AttrValue::Bool(true))],
+    })
+}
+
+fn every_type_attributes() -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("user_id", AttrValue::Str("123".into())),
+        KeyValue::new("amount", AttrValue::Float(99.99)),
+        KeyValue::new("http.status_code", AttrValue::Int(500)),
+        KeyValue::new("cached", AttrValue::Bool(false)),
+        KeyValue::new("raw", AttrValue::Bytes(vec![1, 2, 3])),
+        KeyValue::new("empty", AttrValue::Empty),
+        KeyValue::new(
+            "tags",
+            AttrValue::Array(vec![AttrValue::Str("a".into()), AttrValue::Int(2)]),
+        ),
+        KeyValue::new(
+            "nested",
+            AttrValue::Map(vec![KeyValue::new("k", AttrValue::Str("v".into()))]),
+        ),
+    ]
+}
+
+fn trace_id(n: u64) -> TraceId {
+    TraceId::from_halves(0xabcd, n)
+}
+
+fn span(trace: u64, id: u64, parent: Option<u64>, service: &str, name: &str, start: u64) -> Span {
+    Span {
+        trace_id: trace_id(trace),
+        span_id: SpanId::from_u64(id).unwrap(),
+        parent_span_id: parent.and_then(SpanId::from_u64),
+        trace_state: "vendor=1".into(),
+        flags: 0x101,
+        name: name.into(),
+        kind: SpanKind::Server,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 50_000_000,
+        attributes: every_type_attributes(),
+        events: vec![Event {
+            time_unix_nano: start + 1_000,
+            name: "在庫レベルが低い".into(),
+            attributes: vec![KeyValue::new("level", AttrValue::Int(3))],
+        }],
+        links: vec![Link {
+            trace_id: trace_id(999),
+            span_id: SpanId::from_u64(7).unwrap(),
+            trace_state: String::new(),
+            attributes: vec![KeyValue::new("link.kind", AttrValue::Str("follows".into()))],
+            flags: 1,
+        }],
+        status: Status {
+            code: StatusCode::Unset,
+            message: String::new(),
+        },
+        resource: resource(service),
+        scope: scope(),
+    }
+}
+
+/// A three-span order trace; the payment fails.
+fn order_trace(trace: u64, start: u64) -> Vec<Span> {
+    let base = trace * 10;
+    let mut payment = span(
+        trace,
+        base + 3,
+        Some(base + 1),
+        "payments",
+        "支払い処理",
+        start + 2,
+    );
+    payment.status = Status {
+        code: StatusCode::Error,
+        message: "残高不足".into(),
+    };
+    payment.end_time_unix_nano = start + 300_000_000;
+    vec![
+        span(trace, base + 1, None, "checkout", "注文作成", start),
+        span(
+            trace,
+            base + 2,
+            Some(base + 1),
+            "users",
+            "ユーザー検証",
+            start + 1,
+        ),
+        payment,
+    ]
+}
+
+fn log(service: &str, time: u64, severity: u8, body: &str, trace: Option<u64>) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time,
+        observed_time_unix_nano: time + 1,
+        severity_number: severity,
+        severity_text: if severity >= 17 {
+            "ERROR".into()
+        } else {
+            "INFO".into()
+        },
+        body: AttrValue::Str(body.into()),
+        attributes: every_type_attributes(),
+        trace_id: trace.map(trace_id),
+        span_id: trace.and_then(SpanId::from_u64),
+        flags: 1,
+        event_name: String::new(),
+        resource: resource(service),
+        scope: scope(),
+    }
+}
+
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig::new(dir)
+}
+
+fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_by_key(|s| (s.trace_id, s.start_time_unix_nano, s.span_id));
+    spans
+}
+
+fn all_spans(store: &Store, filter: &SpanFilter) -> Vec<Span> {
+    let mut found = Vec::new();
+    store
+        .scan_spans(filter, &mut |s| {
+            found.push(s.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    sorted(found)
+}
+
+fn all_logs(store: &Store, filter: &LogFilter) -> Vec<LogRecord> {
+    let mut found = Vec::new();
+    store
+        .scan_logs(filter, &mut |l| {
+            found.push(l.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    found
+}
+
+fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn test_append_is_queryable_immediately_with_all_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let start = now_ns();
+    let trace = order_trace(1, start);
+    store.append_spans(trace.clone()).await.unwrap();
+    store
+        .append_spans(order_trace(2, start + 10))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        sorted(store.get_trace(trace_id(1)).unwrap()),
+        sorted(trace.clone())
+    );
+    assert!(store.get_trace(trace_id(77)).unwrap().is_empty());
+
+    let errors = all_spans(
+        &store,
+        &SpanFilter {
+            error_only: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(errors.len(), 2);
+    let slow = SpanFilter {
+        min_duration_ns: Some(100_000_000),
+        ..Default::default()
+    };
+    assert_eq!(all_spans(&store, &slow).len(), 2);
+    let by_attr = SpanFilter {
+        service: Some("users".into()),
+        attributes: vec![
+            ("http.status_code".into(), "500".into()),
+            ("deployment.environment".into(), "test".into()),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(all_spans(&store, &by_attr).len(), 2);
+
+    let services = store.service_stats();
+    let names: Vec<(&str, u64, u64)> = services
+        .iter()
+        .map(|s| (s.name.as_str(), s.span_count, s.error_count))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("checkout", 2, 0), ("payments", 2, 2), ("users", 2, 0)]
+    );
+    let ops = store.operation_stats("payments");
+    assert_eq!(ops.len(), 1);
+    assert_eq!(
+        (ops[0].name.as_str(), ops[0].span_count, ops[0].error_count),
+        ("支払い処理", 2, 2)
+    );
+}
+
+#[tokio::test]
+async fn test_logs_filters_and_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let start = now_ns();
+    store
+        .append_logs(vec![
+            log("batch", start, 9, "job started", None),
+            log("batch", start + 2, 17, "Job FAILED: 残高不足", Some(1)),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_logs(vec![log("web", start + 1, 13, "slow request", Some(2))])
+        .await
+        .unwrap();
+    let check = |store: &Store| {
+        let all = all_logs(store, &LogFilter::default());
+        let times: Vec<u64> = all.iter().map(|l| l.time_unix_nano).collect();
+        assert_eq!(times, vec![start + 2, start + 1, start]);
+        let errors = all_logs(
+            store,
+            &LogFilter {
+                service: Some("batch".into()),
+                min_severity_number: Some(17),
+                ..Default::default()
+            },
+        );
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0],
+            log("batch", start + 2, 17, "Job FAILED: 残高不足", Some(1))
+        );
+        let by_trace = LogFilter {
+            trace_id: Some(trace_id(2)),
+            ..Default::default()
+        };
+        assert_eq!(all_logs(store, &by_trace).len(), 1);
+        let by_text = LogFilter {
+            body_contains: Some("job failed".into()),
+            ..Default::default()
+        };
+        assert_eq!(all_logs(store, &by_text).len(), 1);
+    };
+    check(&store);
+    store.seal_now().unwrap();
+    assert_eq!(store.storage_stats().log_segments, 1);
+    check(&store);
+}
+
+#[tokio::test]
+async fn test_reopen_after_drop_without_close_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ns();
+    let mut expected = Vec::new();
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        for trace in 1..=20 {
+            let spans = order_trace(trace, start + trace);
+            expected.extend(spans.clone());
+            store.append_spans(spans).await.unwrap();
+        }
+        store
+            .append_logs(vec![log("batch", start, 9, "kept", None)])
+            .await
+            .unwrap();
+        // Dropped without close: nothing beyond the acknowledged WAL is relied on.
+    }
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(all_spans(&store, &SpanFilter::default()), sorted(expected));
+    assert_eq!(all_logs(&store, &LogFilter::default()).len(), 1);
+    assert_eq!(
+        store
+            .service_stats()
+            .iter()
+            .map(|s| s.span_count)
+            .sum::<u64>(),
+        60
+    );
+}
+
+#[tokio::test]
+async fn test_crash_snapshot_of_open_store_recovers_acknowledged_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let start = now_ns();
+    store.append_spans(order_trace(1, start)).await.unwrap();
+    store.seal_now().unwrap();
+    store.append_spans(order_trace(2, start)).await.unwrap();
+    // The files as they are right after the acknowledgement, as kill -9 leaves them.
+    copy_dir(dir.path(), snapshot.path());
+    let recovered = Store::open(config(snapshot.path())).unwrap();
+    assert_eq!(recovered.get_trace(trace_id(1)).unwrap().len(), 3);
+    assert_eq!(recovered.get_trace(trace_id(2)).unwrap().len(), 3);
+    assert_eq!(all_spans(&recovered, &SpanFilter::default()).len(), 6);
+}
+
+#[tokio::test]
+async fn test_reopen_after_close_keeps_everything_and_refuses_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ns();
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        store.append_spans(order_trace(1, start)).await.unwrap();
+        store.close().await.unwrap();
+        assert!(matches!(
+            store.append_spans(order_trace(2, start)).await,
+            Err(AppendError::Closed)
+        ));
+        assert_eq!(store.get_trace(trace_id(1)).unwrap().len(), 3);
+    }
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(
+        sorted(store.get_trace(trace_id(1)).unwrap()),
+        sorted(order_trace(1, start))
+    );
+    assert!(store.get_trace(trace_id(2)).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn test_torn_wal_tail_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ns();
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        for trace in 1..=3 {
+            store.append_spans(order_trace(trace, start)).await.unwrap();
+        }
+    }
+    let wal = wal_files(dir.path());
+    let last = wal
+        .iter()
+        .rev()
+        .find(|p| fs::metadata(p).unwrap().len() > 8)
+        .unwrap()
+        .clone();
+    let length = fs::metadata(&last).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&last).unwrap();
+    // Cut the third record in half, then add garbage, as a crash mid-write might.
+    file.set_len(length - 100).unwrap();
+    drop(file);
+    let mut file = OpenOptions::new().append(true).open(&last).unwrap();
+    file.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+        .unwrap();
+    drop(file);
+
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(store.get_trace(trace_id(1)).unwrap().len(), 3);
+    assert_eq!(store.get_trace(trace_id(2)).unwrap().len(), 3);
+    assert!(store.get_trace(trace_id(3)).unwrap().is_empty());
+    // New appends after recovery survive another reopen.
+    store.append_spans(order_trace(4, start)).await.unwrap();
+    drop(store);
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(all_spans(&store, &SpanFilter::default()).len(), 9);
+}
+
+#[tokio::test]
+async fn test_corrupted_wal_bytes_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ns();
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        for trace in 1..=5 {
+            store.append_spans(order_trace(trace, start)).await.unwrap();
+        }
+    }
+    let wal = wal_files(dir.path());
+    let original = fs::read(&wal[0]).unwrap();
+    let mut seed = 0x2545f4914f6cdd1du64;
+    for round in 0..30 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut bytes = original.clone();
+        let index = (seed as usize) % bytes.len();
+        bytes[index] ^= 1 << (round % 8);
+        let copy = tempfile::tempdir().unwrap();
+        fs::create_dir_all(copy.path().join("wal")).unwrap();
+        fs::write(
+            copy.path().join("wal").join(wal[0].file_name().unwrap()),
+            &bytes,
+        )
+        .unwrap();
+        let store = Store::open(config(copy.path())).unwrap();
+        let count = all_spans(&store, &SpanFilter::default()).len();
+        assert!(
+            count <= 15 && count.is_multiple_of(3),
+            "round {round}: {count} spans"
+        );
+    }
+}
+
+#[tokio::test]
+async fn test_seal_moves_data_to_parquet_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ns();
+    let mut expected = Vec::new();
+    let store = Store::open(config(dir.path())).unwrap();
+    for trace in 1..=50 {
+        let spans = order_trace(trace, start + trace);
+        expected.extend(spans.clone());
+        store.append_spans(spans).await.unwrap();
+    }
+    store
+        .append_logs(vec![log("batch", start, 9, "sealed", Some(1))])
+        .await
+        .unwrap();
+    store.seal_now().unwrap();
+    let stats = store.storage_stats();
+    assert_eq!((stats.span_segments, stats.log_segments), (1, 1));
+    assert_eq!((stats.sealed_spans, stats.memtable_spans), (150, 0));
+    assert_eq!(
+        all_spans(&store, &SpanFilter::default()),
+        sorted(expected.clone())
+    );
+    assert_eq!(
+        sorted(store.get_trace(trace_id(7)).unwrap()),
+        sorted(order_trace(7, start + 7))
+    );
+    let payments = store
+        .service_stats()
+        .into_iter()
+        .find(|s| s.name == "payments")
+        .unwrap();
+    assert_eq!((payments.span_count, payments.error_count), (50, 50));
+    let filtered = SpanFilter {
+        service: Some("payments".into()),
+        error_only: true,
+        min_duration_ns: Some(100_000_000),
+        ..Default::default()
+    };
+    assert_eq!(all_spans(&store, &filtered).len(), 50);
+    drop(store);
+
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(all_spans(&store, &SpanFilter::default()), sorted(expected));
+    assert_eq!(all_logs(&store, &LogFilter::default()).len(), 1);
+    assert_eq!(
+        store
+            .service_stats()
+            .iter()
+            .map(|s| s.span_count)
+            .sum::<u64>(),
+        150
+    );
+    assert_eq!(store.storage_stats().memtable_spans, 0);
+}
+
+#[tokio::test]
+async fn test_trace_spread_over_segments_and_memtable_is_assembled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let start = now_ns();
+    let parts = order_trace(5, start);
+    for (index, part) in parts.iter().enumerate() {
+        // Unrelated traces around it so row-group pruning has work to do.
+        let mut batch = order_trace(100 + index as u64, start);
+        batch.push(part.clone());
+        store.append_spans(batch).await.unwrap();
+        if index < 2 {
+            store.seal_now().unwrap();
+        }
+    }
+    assert_eq!(store.storage_stats().span_segments, 2);
+    assert_eq!(
+        sorted(store.get_trace(trace_id(5)).unwrap()),
+        sorted(parts.clone())
+    );
+    drop(store);
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(sorted(store.get_trace(trace_id(5)).unwrap()), sorted(parts));
+}
+
+#[tokio::test]
+async fn test_crash_between_catalog_commit_and_wal_delete_does_not_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ns();
+    let saved_wal: Vec<(PathBuf, Vec<u8>)>;
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        store.append_spans(order_trace(1, start)).await.unwrap();
+        saved_wal = wal_files(dir.path())
+            .into_iter()
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        store.seal_now().unwrap();
+    }
+    // Put back the WAL files the seal deleted, plus a half-written segment.
+    for (path, bytes) in saved_wal {
+        fs::write(path, bytes).unwrap();
+    }
+    let orphan = dir
+        .path()
+        .join("segments")
+        .join("spans-99999999.parquet.tmp");
+    fs::write(&orphan, b"partial").unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(store.get_trace(trace_id(1)).unwrap().len(), 3);
+    assert_eq!(all_spans(&store, &SpanFilter::default()).len(), 3);
+    assert!(!orphan.exists());
+}
+
+#[tokio::test]
+async fn test_retention_drops_expired_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.retention = Duration::from_secs(3600);
+    let store = Store::open(config.clone()).unwrap();
+    let old = now_ns() - 2 * 3600 * 1_000_000_000;
+    store.append_spans(order_trace(1, old)).await.unwrap();
+    store.seal_now().unwrap();
+    store.append_spans(order_trace(2, now_ns())).await.unwrap();
+    store.seal_now().unwrap();
+    assert_eq!(store.storage_stats().span_segments, 2);
+
+    assert_eq!(store.enforce_retention_now().unwrap(), 1);
+    assert_eq!(store.storage_stats().span_segments, 1);
+    assert!(store.get_trace(trace_id(1)).unwrap().is_empty());
+    assert_eq!(store.get_trace(trace_id(2)).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .service_stats()
+            .iter()
+            .map(|s| s.span_count)
+            .sum::<u64>(),
+        3
+    );
+    drop(store);
+    let store = Store::open(config).unwrap();
+    assert!(store.get_trace(trace_id(1)).unwrap().is_empty());
+    assert_eq!(
+        fs::read_dir(dir.path().join("segments")).unwrap().count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn test_retention_runs_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        store
+            .append_spans(order_trace(1, now_ns() - 3600 * 1_000_000_000))
+            .await
+            .unwrap();
+        store.seal_now().unwrap();
+    }
+    let mut config = config(dir.path());
+    config.retention = Duration::from_secs(60);
+    let store = Store::open(config).unwrap();
+    assert_eq!(store.storage_stats().span_segments, 0);
+    assert!(store.service_stats().is_empty());
+}
+
+#[tokio::test]
+async fn test_stalled_writer_makes_appends_overloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.max_pending_bytes = 64;
+    config.overload_wait = Duration::from_millis(20);
+    let store = Store::open(config).unwrap();
+    let start = now_ns();
+    let stall = store.stall_writer();
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.append_spans(order_trace(1, start)).await }
+    });
+    while store.pending_bytes() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let second = store.append_spans(order_trace(2, start)).await;
+    assert!(
+        matches!(second, Err(AppendError::Overloaded { .. })),
+        "{second:?}"
+    );
+    drop(stall);
+    first.await.unwrap().unwrap();
+    store.append_spans(order_trace(2, start)).await.unwrap();
+    assert_eq!(store.get_trace(trace_id(1)).unwrap().len(), 3);
+    assert_eq!(store.pending_bytes(), 0);
+}
+
+#[tokio::test]
+async fn test_memtable_memory_limit_makes_appends_overloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.max_memory_bytes = 1;
+    config.overload_wait = Duration::from_millis(20);
+    let store = Store::open(config).unwrap();
+    store.append_spans(order_trace(1, now_ns())).await.unwrap();
+    let refused = store.append_spans(order_trace(2, now_ns())).await;
+    assert!(
+        matches!(refused, Err(AppendError::Overloaded { .. })),
+        "{refused:?}"
+    );
+    store.seal_now().unwrap();
+    store.append_spans(order_trace(2, now_ns())).await.unwrap();
+}
+
+#[tokio::test]
+async fn test_row_threshold_seals_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.seal_max_rows = 5;
+    let store = Store::open(config).unwrap();
+    let start = now_ns();
+    for trace in 1..=4 {
+        store.append_spans(order_trace(trace, start)).await.unwrap();
+    }
+    // seal_now also waits for seals already started by the threshold.
+    store.seal_now().unwrap();
+    let stats = store.storage_stats();
+    assert!(stats.span_segments >= 2, "{stats:?}");
+    assert_eq!(stats.sealed_spans, 12);
+    assert_eq!(all_spans(&store, &SpanFilter::default()).len(), 12);
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Realistic synthetic traffic: five-span traces over a few services, ten
+/// attributes per span, random user ids and amounts.
+fn synthetic_spans(count: usize, start: u64) -> Vec<Span> {
+    let mut rng = XorShift(0x1234_5678_9abc_def1);
+    let services: Vec<Arc<Resource>> = ["checkout", "users", "inventory", "payments", "shipping"]
+        .iter()
+        .map(|name| {
+            Arc::new(Resource::new(vec![
+                KeyValue::new("service.name", AttrValue::Str((*name).into())),
+                KeyValue::new("service.version", AttrValue::Str("1.4.2".into())),
+                KeyValue::new("host.name", AttrValue::Str(format!("{name}-7f9c6d-x2k4q"))),
+                KeyValue::new("telemetry.sdk.language", AttrValue::Str("python".into())),
+                KeyValue::new("telemetry.sdk.version", AttrValue::Str("1.27.0".into())),
+            ]))
+        })
+        .collect();
+    let operations = [
+        "GET /api/orders",
+        "validate_user",
+        "check_stock",
+        "charge_card",
+        "SELECT orders",
+    ];
+    let scope = scope();
+    let mut spans = Vec::with_capacity(count);
+    let mut time = start;
+    while spans.len() < count {
+        let trace = TraceId::from_halves(rng.next(), rng.next());
+        let root = SpanId::from_u64(rng.next() | 1).unwrap();
+        let user = rng.next() % 100_000;
+        time += rng.next() % 2_000_000;
+        for index in 0..5 {
+            let span_id = if index == 0 {
+                root
+            } else {
+                SpanId::from_u64(rng.next() | 1).unwrap()
+            };
+            let start_time = time + index as u64 * (rng.next() % 5_000_000);
+            let duration = 1_000_000 + rng.next() % 200_000_000;
+            let failed = rng.next().is_multiple_of(50);
+            spans.push(Span {
+                trace_id: trace,
+                span_id,
+                parent_span_id: (index > 0).then_some(root),
+                trace_state: String::new(),
+                flags: 1,
+                name: operations[index].into(),
+                kind: if index == 0 {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Client
+                },
+                start_time_unix_nano: start_time,
+                end_time_unix_nano: start_time + duration,
+                attributes: vec![
+                    KeyValue::new("http.method", AttrValue::Str("POST".into())),
+                    KeyValue::new("http.route", AttrValue::Str("/api/orders".into())),
+                    KeyValue::new(
+                        "http.status_code",
+                        AttrValue::Int(if failed { 500 } else { 200 }),
+                    ),
+                    KeyValue::new("user_id", AttrValue::Str(user.to_string())),
+                    KeyValue::new("product_id", AttrValue::Int((rng.next() % 5_000) as i64)),
+                    KeyValue::new(
+                        "amount",
+                        AttrValue::Float((rng.next() % 100_000) as f64 / 100.0),
+                    ),
+                    KeyValue::new("net.peer.name", AttrValue::Str("db.internal".into())),
+                    KeyValue::new("net.peer.port", AttrValue::Int(5432)),
+                    KeyValue::new("retry", AttrValue::Bool(false)),
+                    KeyValue::new("region", AttrValue::Str("ap-northeast-1".into())),
+                ],
+                events: Vec::new(),
+                links: Vec::new(),
+                status: if failed {
+                    Status {
+                        code: StatusCode::Error,
+                        message: "残高不足".into(),
+                    }
+                } else {
+                    Status::default()
+                },
+                resource: services[index].clone(),
+                scope: scope.clone(),
+            });
+        }
+    }
+    spans.truncate(count);
+    spans
+}
+
+/// Not an assertion on size: prints bytes/span on disk after sealing 100k
+/// realistic spans (`cargo test -p ashiato-store -- --nocapture bytes_per_span`).
+#[tokio::test]
+async fn test_measure_bytes_per_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let spans = synthetic_spans(100_000, now_ns());
+    let probe = spans[12_345].clone();
+    for batch in spans.chunks(1_000) {
+        store.append_spans(batch.to_vec()).await.unwrap();
+    }
+    store.seal_now().unwrap();
+    let stats = store.storage_stats();
+    assert_eq!(stats.sealed_spans, 100_000);
+    let bytes_per_span = stats.span_segment_bytes as f64 / stats.sealed_spans as f64;
+    println!(
+        "bytes/span after sealing 100k spans: {bytes_per_span:.1} ({} bytes)",
+        stats.span_segment_bytes
+    );
+    let found = store.get_trace(probe.trace_id).unwrap();
+    assert_eq!(found.len(), 5);
+    assert!(found.contains(&probe));
+}
