@@ -106,7 +106,11 @@ fn reason(error: &ureq::Error) -> String {
 pub fn status_error(status: u16, body: &str) -> anyhow::Error {
     let message = serde_json::from_str::<Value>(body)
         .ok()
-        .and_then(|json| json.get("error").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|json| {
+            // ashiato's API says {"error"}; a google.rpc.Status in JSON says {"message"}
+            let message = json.get("error").or_else(|| json.get("message"));
+            message.and_then(Value::as_str).map(str::to_owned)
+        })
         .unwrap_or_else(|| quote(body));
     if message.is_empty() {
         anyhow::anyhow!("server answered {status}")
