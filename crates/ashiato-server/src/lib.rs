@@ -1,1 +1,278 @@
-//! placeholder
+//! The ashiato server: wires the store, the OTLP listeners (gRPC and HTTP)
+//! and the UI/API listener together, and shuts them down gracefully.
+//!
+//! Startup order matters for the `ready` contract: the store is opened
+//! (replaying its WAL), then every listener is bound, then servers start,
+//! and only then is the server marked ready (`/readyz` 200) and the
+//! `listening …`/`ready` lines printed. Shutdown reverses it: stop
+//! accepting, let in-flight requests finish, then close the store so the
+//! WAL is synced.
+//!
+//! New listeners (Datadog on 8126, later) follow the same pattern: an
+//! optional address in [`ServerConfig`], a bound listener in
+//! [`Server::start`], a line in [`BoundAddrs::lines`].
+
+mod config;
+mod http_app;
+mod ingest;
+mod otlp_grpc;
+pub mod otlp_http;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ashiato_query::QueryService;
+use ashiato_store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{
+    DEFAULT_HTTP, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP,
+    DEFAULT_RETENTION, ServerConfig,
+};
+pub use http_app::Readiness;
+
+/// Where the listeners actually bound (port 0 resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+    pub http: SocketAddr,
+}
+
+impl BoundAddrs {
+    /// The startup lines integration tests parse: one `listening <name>
+    /// <addr>` per enabled listener, then `ready`.
+    pub fn lines(&self) -> Vec<String> {
+        let listeners = [
+            ("otlp-grpc", self.otlp_grpc),
+            ("otlp-http", self.otlp_http),
+            ("http", Some(self.http)),
+        ];
+        let mut lines: Vec<String> = listeners
+            .iter()
+            .filter_map(|(name, addr)| addr.map(|addr| format!("listening {name} {addr}")))
+            .collect();
+        lines.push("ready".to_owned());
+        lines
+    }
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] leaves the
+/// listener tasks running until the runtime stops.
+pub struct Server {
+    addrs: BoundAddrs,
+    store: Store,
+    readiness: Readiness,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    failures: mpsc::UnboundedReceiver<anyhow::Error>,
+}
+
+impl Server {
+    /// Opens the store, binds every enabled listener and starts serving.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        let store = open_store(&config).await?;
+        let grpc_listener = bind_optional("otlp-grpc", config.otlp_grpc).await?;
+        let otlp_http_listener = bind_optional("otlp-http", config.otlp_http).await?;
+        let http_listener = bind("http", config.http).await?;
+        let addrs = BoundAddrs {
+            otlp_grpc: local_addr(grpc_listener.as_ref())?,
+            otlp_http: local_addr(otlp_http_listener.as_ref())?,
+            http: http_listener
+                .local_addr()
+                .context("reading http listener address")?,
+        };
+
+        let readiness = Readiness::default();
+        let (stop, stopped) = watch::channel(false);
+        let (failure_sender, failures) = mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        let spawner = Spawner {
+            stopped,
+            failure_sender,
+        };
+        if let Some(listener) = grpc_listener {
+            let routes = otlp_grpc::routes(store.clone(), config.max_message_bytes);
+            let stop_signal = spawner.stop_signal();
+            tasks.push(spawner.spawn("otlp-grpc", async move {
+                tonic::transport::Server::builder()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        stop_signal,
+                    )
+                    .await
+                    .context("otlp-grpc server failed")
+            }));
+        }
+        if let Some(listener) = otlp_http_listener {
+            let app = otlp_http::router(store.clone(), config.max_message_bytes);
+            tasks.push(spawner.spawn_axum("otlp-http", listener, app));
+        }
+        let query = Arc::new(QueryService::new(Arc::new(store.clone())));
+        let app = http_app::router(query, readiness.clone());
+        tasks.push(spawner.spawn_axum("http", http_listener, app));
+
+        readiness.set(true);
+        tracing::info!(
+            otlp_grpc = ?addrs.otlp_grpc,
+            otlp_http = ?addrs.otlp_http,
+            http = %addrs.http,
+            data_dir = %config.data_dir.display(),
+            "ashiato is ready"
+        );
+        Ok(Server {
+            addrs,
+            store,
+            readiness,
+            stop,
+            tasks,
+            failures,
+        })
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// Waits until a listener fails, returning its error.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        match self.failures.recv().await {
+            Some(error) => error,
+            None => anyhow::anyhow!("every listener stopped"),
+        }
+    }
+
+    /// Stops accepting, waits for in-flight requests, closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        self.readiness.set(false);
+        // receivers live in the tasks; a send error only means they all ended
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        for (name, task) in self.tasks {
+            let outcome = match task.await {
+                Ok(result) => result,
+                Err(join_error) => Err(anyhow::anyhow!(
+                    "{name} listener task panicked: {join_error}"
+                )),
+            };
+            if let Err(error) = outcome {
+                tracing::error!(listener = name, error = %format!("{error:#}"), "listener ended with an error");
+                first_error.get_or_insert(error);
+            }
+        }
+        self.store.close().await.context("closing the store")?;
+        tracing::info!("store closed, shutdown complete");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs a server until `shutdown` resolves (or a listener fails), printing
+/// the bound addresses and `ready` to stdout once it serves.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut server = Server::start(config).await?;
+    print_startup_lines(&server.addrs()).context("writing startup lines to stdout")?;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        error = server.failed() => Some(error),
+    };
+    let shutdown_result = server.shutdown().await;
+    match failure {
+        Some(error) => Err(error),
+        None => shutdown_result,
+    }
+}
+
+fn print_startup_lines(addrs: &BoundAddrs) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for line in addrs.lines() {
+        writeln!(stdout, "{line}")?;
+    }
+    stdout.flush()
+}
+
+async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
+    let mut store_config = StoreConfig::new(config.data_dir.clone());
+    store_config.retention = config.retention;
+    let data_dir = config.data_dir.display().to_string();
+    // opening replays the WAL: blocking disk work
+    tokio::task::spawn_blocking(move || Store::open(store_config))
+        .await
+        .context("store open task failed")?
+        .with_context(|| format!("opening the store in {data_dir}"))
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {name} listener to {addr}"))
+}
+
+async fn bind_optional(
+    name: &str,
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => bind(name, addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+fn local_addr(listener: Option<&TcpListener>) -> anyhow::Result<Option<SocketAddr>> {
+    listener
+        .map(|listener| listener.local_addr().context("reading listener address"))
+        .transpose()
+}
+
+/// Spawns listener tasks that stop on the shared signal and report failures.
+struct Spawner {
+    stopped: watch::Receiver<bool>,
+    failure_sender: mpsc::UnboundedSender<anyhow::Error>,
+}
+
+impl Spawner {
+    /// Resolves once shutdown is requested (or the server handle is gone).
+    fn stop_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    }
+
+    fn spawn(
+        &self,
+        name: &'static str,
+        serve: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
+        let failure_sender = self.failure_sender.clone();
+        let task = tokio::spawn(async move {
+            let result = serve.await;
+            if let Err(error) = &result {
+                let _ = failure_sender.send(anyhow::anyhow!("{name} listener failed: {error:#}"));
+            }
+            result
+        });
+        (name, task)
+    }
+
+    fn spawn_axum(
+        &self,
+        name: &'static str,
+        listener: TcpListener,
+        app: axum::Router,
+    ) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
+        let stop_signal = self.stop_signal();
+        self.spawn(name, async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal)
+                .await
+                .with_context(|| format!("{name} server failed"))
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! What the server needs to run: listener addresses, data directory,
+//! retention and the message size limit. Parsing from flags, environment
+//! and files is the binary's job; this is the resolved result.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default OTLP/gRPC listener (loopback only: exposing it is the user's choice).
+pub const DEFAULT_OTLP_GRPC: SocketAddr = SocketAddr::new(LOOPBACK, 4317);
+/// Default OTLP/HTTP listener.
+pub const DEFAULT_OTLP_HTTP: SocketAddr = SocketAddr::new(LOOPBACK, 4318);
+/// Default UI and query API listener.
+pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(LOOPBACK, 8800);
+/// Default largest OTLP message, after decompression.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Default retention of stored data.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A resolved server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// OTLP/gRPC listener; `None` turns it off.
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listener; `None` turns it off.
+    pub otlp_http: Option<SocketAddr>,
+    /// UI and query API listener (also `/healthz`, `/readyz`).
+    pub http: SocketAddr,
+    /// Root directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Whole segments older than this are deleted.
+    pub retention: Duration,
+    /// Largest OTLP message accepted: the gRPC decoding limit, and the
+    /// HTTP body limit both before and after decompression.
+    pub max_message_bytes: usize,
+}
+
+impl ServerConfig {
+    /// The defaults, storing under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            otlp_grpc: Some(DEFAULT_OTLP_GRPC),
+            otlp_http: Some(DEFAULT_OTLP_HTTP),
+            http: DEFAULT_HTTP,
+            data_dir: data_dir.into(),
+            retention: DEFAULT_RETENTION,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Every listener on 127.0.0.1 port 0 (the OS picks free ports): for tests.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        let any_port = SocketAddr::new(LOOPBACK, 0);
+        ServerConfig {
+            otlp_grpc: Some(any_port),
+            otlp_http: Some(any_port),
+            http: any_port,
+            ..ServerConfig::new(data_dir)
+        }
+    }
+}

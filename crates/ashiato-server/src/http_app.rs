@@ -1,0 +1,55 @@
+//! The UI/API listener (`--http`): the query API under `/api`, health
+//! probes, and (in a later issue) the web UI.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ashiato_query::QueryService;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// Whether the server is ready for traffic: every listener bound and the
+/// store open. Cleared again when shutdown starts, so load balancers drain.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Everything served on the UI/API listener.
+pub fn router(query: Arc<QueryService>, readiness: Readiness) -> Router {
+    let probes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(readiness);
+    // the web UI will be merged here (static assets and a fallback to its
+    // index page); keep `/api`, `/healthz` and `/readyz` ahead of it
+    Router::new()
+        .merge(ashiato_api::router(query))
+        .merge(probes)
+        .layer(CatchPanicLayer::new())
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(
+    axum::extract::State(readiness): axum::extract::State<Readiness>,
+) -> (StatusCode, &'static str) {
+    if readiness.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}

@@ -1,0 +1,77 @@
+//! The part of ingest both OTLP transports share: appending decoded items
+//! to the store and classifying why that failed.
+
+use std::time::Duration;
+
+use ashiato_model::{LogRecord, Span};
+use ashiato_store::{AppendError, Store};
+
+/// Why decoded items were not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendFailure {
+    /// The store is behind; the client should retry later.
+    #[error("server is overloaded, retry after {}s", retry_after_seconds(*retry_after))]
+    Overloaded { retry_after: Duration },
+    /// The server is shutting down; another attempt (after restart) may work.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// The store failed; details are logged.
+    #[error("storage failure")]
+    Storage,
+}
+
+/// Whole seconds to put in `Retry-After`: rounded up, at least one.
+pub fn retry_after_seconds(delay: Duration) -> u64 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+impl From<AppendError> for AppendFailure {
+    fn from(error: AppendError) -> AppendFailure {
+        match error {
+            AppendError::Overloaded { retry_after } => {
+                tracing::warn!(
+                    retry_after_ms = retry_after.as_millis() as u64,
+                    "store overloaded, asking client to retry"
+                );
+                AppendFailure::Overloaded { retry_after }
+            }
+            AppendError::Closed => AppendFailure::ShuttingDown,
+            other => {
+                tracing::error!(error = %other, "append to store failed");
+                AppendFailure::Storage
+            }
+        }
+    }
+}
+
+/// Appends spans; an empty batch is acknowledged without touching the store.
+pub async fn append_spans(store: &Store, spans: Vec<Span>) -> Result<(), AppendFailure> {
+    if spans.is_empty() {
+        return Ok(());
+    }
+    store.append_spans(spans).await.map_err(AppendFailure::from)
+}
+
+/// Appends log records; an empty batch is acknowledged without touching the store.
+pub async fn append_logs(store: &Store, logs: Vec<LogRecord>) -> Result<(), AppendFailure> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    store.append_logs(logs).await.map_err(AppendFailure::from)
+}
+
+/// The partial-success message for metrics, which ashiato does not store.
+pub const METRICS_NOT_STORED: &str = "metrics are not stored by ashiato";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(0)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(3)), 3);
+    }
+}

@@ -1,0 +1,274 @@
+//! OTLP/HTTP ingest: `POST /v1/traces`, `/v1/logs` and `/v1/metrics`.
+//!
+//! Every request goes through the same steps, each with its documented
+//! answer when it fails:
+//! 1. `Content-Type` media type → protobuf or JSON (else 415);
+//! 2. `Content-Encoding` → gzip, deflate, zstd or identity (else 415);
+//! 3. body read with a hard cap of `max_message_bytes` (else 413);
+//! 4. decompression capped at the same limit (413; corrupt data 400);
+//! 5. decoding (400 with a `google.rpc.Status` saying what is wrong);
+//! 6. append to the store (overloaded 503 + `Retry-After`);
+//! 7. 200 with the export response, `partial_success` set when items were
+//!    rejected. Replies use the request's content type.
+
+use ashiato_model::{LogRecord, Span};
+use ashiato_otlp::{
+    Compression, DecodeError, Decoded, DecompressError, Format, Signal, count_metric_points,
+    decode_logs, decode_traces, decompress, encode_export_response, encode_status,
+};
+use ashiato_store::Store;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::ingest::{self, AppendFailure, METRICS_NOT_STORED, retry_after_seconds};
+
+/// Bodies larger than this are decompressed and decoded on the blocking
+/// pool, so one big batch cannot stall the async workers.
+const INLINE_DECODE_LIMIT: usize = 64 * 1024;
+
+/// gRPC status codes used in `google.rpc.Status` bodies.
+const CODE_INVALID_ARGUMENT: i32 = 3;
+const CODE_RESOURCE_EXHAUSTED: i32 = 8;
+const CODE_UNAVAILABLE: i32 = 14;
+const CODE_INTERNAL: i32 = 13;
+
+#[derive(Clone)]
+struct IngestState {
+    store: Store,
+    max_message_bytes: usize,
+}
+
+/// The OTLP/HTTP router. `max_message_bytes` caps the body both as sent
+/// and after decompression.
+pub fn router(store: Store, max_message_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export_traces))
+        .route("/v1/logs", post(export_logs))
+        .route("/v1/metrics", post(export_metrics))
+        .with_state(IngestState {
+            store,
+            max_message_bytes,
+        })
+        .layer(CatchPanicLayer::new())
+}
+
+/// Why an OTLP/HTTP request was refused; each maps to one status code.
+#[derive(Debug, thiserror::Error)]
+enum HttpIngestError {
+    #[error("unsupported content type {0:?}: use application/x-protobuf or application/json")]
+    UnsupportedContentType(String),
+    #[error("unsupported content encoding {0:?}: use gzip, deflate, zstd or identity")]
+    UnsupportedEncoding(String),
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("failed to read request body: {0}")]
+    BodyRead(String),
+    #[error("invalid compressed body: {0}")]
+    CorruptCompression(String),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Append(#[from] AppendFailure),
+    #[error("decoding task failed")]
+    TaskFailed,
+}
+
+impl HttpIngestError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HttpIngestError::UnsupportedContentType(_)
+            | HttpIngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpIngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpIngestError::BodyRead(_)
+            | HttpIngestError::CorruptCompression(_)
+            | HttpIngestError::Decode(_) => StatusCode::BAD_REQUEST,
+            HttpIngestError::Append(AppendFailure::Overloaded { .. })
+            | HttpIngestError::Append(AppendFailure::ShuttingDown) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            HttpIngestError::Append(AppendFailure::Storage) | HttpIngestError::TaskFailed => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn rpc_code(&self) -> i32 {
+        match self.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => CODE_RESOURCE_EXHAUSTED,
+            StatusCode::SERVICE_UNAVAILABLE => CODE_UNAVAILABLE,
+            StatusCode::INTERNAL_SERVER_ERROR => CODE_INTERNAL,
+            _ => CODE_INVALID_ARGUMENT,
+        }
+    }
+
+    /// The failure as an OTLP/HTTP answer: a `google.rpc.Status` body in
+    /// `format`, plus `Retry-After` when retrying later will help.
+    fn into_response(self, format: Format, signal: Signal) -> Response {
+        let status = self.status();
+        let message = self.to_string();
+        if status.is_server_error() {
+            tracing::warn!(?signal, status = status.as_u16(), error = %message, "otlp/http export failed");
+        } else {
+            tracing::warn!(?signal, status = status.as_u16(), error = %message, "otlp/http export refused");
+        }
+        let body = encode_status(format, self.rpc_code(), &message);
+        let mut response = (status, [(CONTENT_TYPE, format.content_type())], body).into_response();
+        let retry_after = match self {
+            HttpIngestError::Append(AppendFailure::Overloaded { retry_after }) => {
+                Some(retry_after_seconds(retry_after))
+            }
+            HttpIngestError::Append(AppendFailure::ShuttingDown) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// A decoded request body.
+enum Batch {
+    Spans(Decoded<Span>),
+    Logs(Decoded<LogRecord>),
+    MetricPoints(u64),
+}
+
+async fn export_traces(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(state, Signal::Traces, headers, body).await
+}
+
+async fn export_logs(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Response {
+    export(state, Signal::Logs, headers, body).await
+}
+
+async fn export_metrics(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(state, Signal::Metrics, headers, body).await
+}
+
+async fn export(state: IngestState, signal: Signal, headers: HeaderMap, body: Body) -> Response {
+    let format = match request_format(&headers) {
+        Ok(format) => format,
+        // the client's format is unknown, so answer in the readable one
+        Err(error) => return error.into_response(Format::Json, signal),
+    };
+    match receive(&state, signal, format, &headers, body).await {
+        Ok((rejected, message)) => {
+            let body = encode_export_response(signal, format, rejected, message.as_deref());
+            (
+                StatusCode::OK,
+                [(CONTENT_TYPE, format.content_type())],
+                body,
+            )
+                .into_response()
+        }
+        Err(error) => error.into_response(format, signal),
+    }
+}
+
+/// Reads, decodes and stores one request; returns what goes into
+/// `partial_success` (rejected count and message).
+async fn receive(
+    state: &IngestState,
+    signal: Signal,
+    format: Format,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(u64, Option<String>), HttpIngestError> {
+    let compression = request_compression(headers)?;
+    let limit = state.max_message_bytes;
+    let body = read_body(headers, body, limit).await?;
+    let batch = if body.len() > INLINE_DECODE_LIMIT {
+        tokio::task::spawn_blocking(move || decode(signal, format, compression, &body, limit))
+            .await
+            .map_err(|_| HttpIngestError::TaskFailed)??
+    } else {
+        decode(signal, format, compression, &body, limit)?
+    };
+    match batch {
+        Batch::Spans(decoded) => {
+            ingest::append_spans(&state.store, decoded.items).await?;
+            Ok((decoded.rejected, decoded.error_message))
+        }
+        Batch::Logs(decoded) => {
+            ingest::append_logs(&state.store, decoded.items).await?;
+            Ok((decoded.rejected, decoded.error_message))
+        }
+        Batch::MetricPoints(points) => Ok((points, Some(METRICS_NOT_STORED.to_owned()))),
+    }
+}
+
+fn request_format(headers: &HeaderMap) -> Result<Format, HttpIngestError> {
+    let value = headers
+        .get(CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let value = value.unwrap_or_default();
+    Format::from_content_type(&value).ok_or(HttpIngestError::UnsupportedContentType(value))
+}
+
+fn request_compression(headers: &HeaderMap) -> Result<Compression, HttpIngestError> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(Compression::Identity);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    Compression::from_header(&text)
+        .ok_or_else(|| HttpIngestError::UnsupportedEncoding(text.into_owned()))
+}
+
+/// Reads at most `limit` bytes of body; a declared or actual larger body is
+/// refused without buffering it.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, HttpIngestError> {
+    let declared_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        return Err(HttpIngestError::TooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(HttpIngestError::TooLarge { limit })
+        }
+        Err(error) => Err(HttpIngestError::BodyRead(error.to_string())),
+    }
+}
+
+fn decode(
+    signal: Signal,
+    format: Format,
+    compression: Compression,
+    body: &[u8],
+    limit: usize,
+) -> Result<Batch, HttpIngestError> {
+    let plain = decompress(compression, body, limit).map_err(|error| match error {
+        DecompressError::TooLarge { limit } => HttpIngestError::TooLarge { limit },
+        DecompressError::Corrupt(reason) => HttpIngestError::CorruptCompression(reason),
+    })?;
+    Ok(match signal {
+        Signal::Traces => Batch::Spans(decode_traces(&plain, format)?),
+        Signal::Logs => Batch::Logs(decode_logs(&plain, format)?),
+        Signal::Metrics => Batch::MetricPoints(count_metric_points(&plain, format)?),
+    })
+}
