@@ -70,8 +70,7 @@ pub fn decompress(
             let mut decoder =
                 zstd::stream::read::Decoder::new(body).map_err(|error| corrupt("zstd", &error))?;
             // The frame header declares the window the decoder allocates up
-            // front; cap it near the limit so a header alone cannot make us
-            // reserve 128 MiB.
+            // front; cap it so a tiny body cannot make us reserve 128 MiB.
             decoder
                 .window_log_max(window_log_for(limit))
                 .map_err(|error| corrupt("zstd", &error))?;
@@ -106,11 +105,13 @@ fn looks_like_zlib(body: &[u8]) -> bool {
     }
 }
 
-/// The smallest zstd window log that covers `limit`, within what libzstd
-/// accepts (2^10 to 2^27); one extra step of slack for encoders that round up.
+/// The largest zstd window we let a frame header claim: enough for the
+/// limit, but never below 2^23 (8 MiB), because streaming encoders declare
+/// their level's window (2^21 at level 3, up to 2^23 at level 19) without
+/// knowing the content size; and never above libzstd's default cap of 2^27.
 fn window_log_for(limit: usize) -> u32 {
     let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
-    (needed + 1).clamp(10, 27)
+    needed.clamp(23, 27)
 }
 
 fn read_bounded(reader: impl Read, what: &str, limit: usize) -> Result<Vec<u8>, DecompressError> {
@@ -154,8 +155,9 @@ mod tests {
 
     #[test]
     fn test_window_log() {
-        assert_eq!(window_log_for(0), 10);
-        assert_eq!(window_log_for(1 << 20), 21);
+        assert_eq!(window_log_for(0), 23);
+        assert_eq!(window_log_for(1 << 20), 23);
+        assert_eq!(window_log_for(32 << 20), 25);
         assert_eq!(window_log_for(usize::MAX), 27);
     }
 }
