@@ -88,7 +88,7 @@ fn write_segment(
 fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
     let dir = &shared.paths.segments_dir;
     let seq = table.wal_seq;
-    let mut written = Vec::new();
+    let mut written: Vec<Written> = Vec::new();
     let spans: Vec<_> = table.spans().collect();
     if !spans.is_empty() {
         let name = segment_file_name(SegmentKind::Spans, seq);
@@ -117,13 +117,17 @@ fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
     let ids = catalog.commit_seal(&new_segments, seq, now_unix_nano())?;
     drop(catalog);
 
-    let mut opened = Vec::new();
-    for ((kind, _, path, summary), id) in written.into_iter().zip(ids) {
-        let segment = Segment::open(id, path, summary, kind == SegmentKind::Spans)?;
-        opened.push((kind, Arc::new(segment)));
-    }
-    swap_in_segments(shared, table, opened);
+    // Committed: from here on nothing may be retried, or the segment would be
+    // registered twice.
     delete_covered_wal(&shared.paths.wal_dir, seq);
+    match open_segments(written, ids) {
+        Ok(opened) => swap_in_segments(shared, table, opened),
+        Err(failure) => {
+            // The frozen memtable keeps serving the rows until the next open
+            // loads the segments from the catalog.
+            error!(wal_seq = seq, error = %failure, "sealed segment unreadable, serving from memory");
+        }
+    }
     info!(
         wal_seq = seq,
         spans = table.span_count,
@@ -131,6 +135,20 @@ fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
         "sealed memtable"
     );
     Ok(())
+}
+
+type Written = (SegmentKind, String, PathBuf, WrittenSegment);
+
+fn open_segments(
+    written: Vec<Written>,
+    ids: Vec<i64>,
+) -> Result<Vec<(SegmentKind, Arc<Segment>)>, StoreError> {
+    let mut opened = Vec::new();
+    for ((kind, _, path, summary), id) in written.into_iter().zip(ids) {
+        let segment = Segment::open(id, path, summary, kind == SegmentKind::Spans)?;
+        opened.push((kind, Arc::new(segment)));
+    }
+    Ok(opened)
 }
 
 fn swap_in_segments(

@@ -24,9 +24,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter,
+    RowFilter, RowSelection, RowSelector,
 };
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
@@ -38,6 +41,8 @@ use crate::wal::io_error;
 /// Rows per row group: large enough for good compression, small enough that
 /// a trace lookup decodes little.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page: what a trace lookup reads of each column.
+const PAGE_ROWS: usize = 8 * 1024;
 const ZSTD_LEVEL: i32 = 3;
 const READ_BATCH_ROWS: usize = 8192;
 
@@ -104,6 +109,8 @@ fn writer_properties(distinct_traces: u64) -> Result<WriterProperties, StoreErro
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Small pages let a trace lookup read one page of a row group.
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_column_bloom_filter_enabled(trace_id.clone(), true)
         .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
         .set_column_bloom_filter_max_ndv(trace_id, distinct_traces.clamp(1, ROW_GROUP_ROWS as u64))
@@ -375,12 +382,60 @@ pub struct Segment {
     /// Per (service, operation) counts; spans only.
     pub ops: OpStats,
     metadata: ArrowReaderMetadata,
-    /// Min and max trace id of each row group (span segments).
-    trace_ranges: Vec<Option<([u8; 16], [u8; 16])>>,
+    /// Trace-id index of each row group (span segments only).
+    trace_index: Vec<RowGroupTraceIndex>,
+}
+
+/// What a trace lookup needs to know about one row group without reading it.
+struct RowGroupTraceIndex {
+    rows: usize,
+    /// Min and max trace id (from the footer statistics).
+    range: Option<([u8; 16], [u8; 16])>,
+    /// The row group's `trace_id` bloom filter, kept in memory (about ten
+    /// bits per distinct trace) so segments without the trace cost no IO.
+    bloom: Option<Sbbf>,
+    /// First row and trace-id range of each data page (from the page index),
+    /// so only the pages that can hold the trace are read.
+    pages: Vec<PageTraceRange>,
+}
+
+struct PageTraceRange {
+    first_row: usize,
+    min: [u8; 16],
+    max: [u8; 16],
+}
+
+impl RowGroupTraceIndex {
+    fn may_hold(&self, id: &[u8; 16]) -> bool {
+        self.range.is_none_or(|(min, max)| min <= *id && *id <= max)
+            && self.bloom.as_ref().is_none_or(|bloom| bloom.check(&id[..]))
+    }
+
+    /// Which rows of the group to read: the pages whose range holds the id.
+    fn selection(&self, id: &[u8; 16]) -> Vec<RowSelector> {
+        if self.pages.is_empty() {
+            return vec![RowSelector::select(self.rows)];
+        }
+        let mut selectors = Vec::with_capacity(self.pages.len());
+        for (index, page) in self.pages.iter().enumerate() {
+            let end = self
+                .pages
+                .get(index + 1)
+                .map_or(self.rows, |next| next.first_row);
+            let rows = end.saturating_sub(page.first_row);
+            if page.min <= *id && *id <= page.max {
+                selectors.push(RowSelector::select(rows));
+            } else {
+                selectors.push(RowSelector::skip(rows));
+            }
+        }
+        selectors
+    }
 }
 
 impl Segment {
-    /// Opens a written segment and caches its footer.
+    /// Opens a written segment and caches its footer (and, for spans, its
+    /// trace-id index).
     pub fn open(
         id: i64,
         path: PathBuf,
@@ -388,10 +443,11 @@ impl Segment {
         is_spans: bool,
     ) -> Result<Segment, StoreError> {
         let file = File::open(&path).map_err(|e| io_error(&path, e))?;
-        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-            .map_err(|e| parquet_error(&path, e))?;
-        let trace_ranges = if is_spans {
-            row_group_trace_ranges(&metadata)
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let metadata =
+            ArrowReaderMetadata::load(&file, options).map_err(|e| parquet_error(&path, e))?;
+        let trace_index = if is_spans {
+            trace_index(&metadata, &file).map_err(|e| parquet_error(&path, e))?
         } else {
             Vec::new()
         };
@@ -405,7 +461,7 @@ impl Segment {
             services: written.services,
             ops: written.ops,
             metadata,
-            trace_ranges,
+            trace_index,
         })
     }
 
@@ -434,13 +490,18 @@ impl Segment {
     /// Spans of one trace in this segment.
     pub fn trace(&self, trace_id: TraceId, out: &mut Vec<Span>) -> Result<(), StoreError> {
         let id = trace_id.0;
-        let row_groups: Vec<usize> = self
-            .trace_ranges
-            .iter()
-            .enumerate()
-            .filter(|(_, range)| range.is_none_or(|(min, max)| min <= id && id <= max))
-            .map(|(index, _)| index)
-            .collect();
+        let mut row_groups = Vec::new();
+        let mut selectors = Vec::new();
+        for (index, group) in self.trace_index.iter().enumerate() {
+            if !group.may_hold(&id) {
+                continue;
+            }
+            let selection = group.selection(&id);
+            if selection.iter().any(|s| !s.skip) {
+                row_groups.push(index);
+                selectors.extend(selection);
+            }
+        }
         if row_groups.is_empty() {
             return Ok(());
         }
@@ -462,6 +523,7 @@ impl Segment {
         };
         let reader = reader
             .with_row_groups(row_groups)
+            .with_row_selection(RowSelection::from(selectors))
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
             .build()
             .map_err(|e| parquet_error(&self.path, e))?;
@@ -521,18 +583,70 @@ impl Segment {
     }
 }
 
-fn row_group_trace_ranges(metadata: &ArrowReaderMetadata) -> Vec<Option<([u8; 16], [u8; 16])>> {
-    metadata
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|group| {
-            let stats = group.columns().first()?.statistics()?;
+fn trace_index(
+    metadata: &ArrowReaderMetadata,
+    file: &File,
+) -> Result<Vec<RowGroupTraceIndex>, parquet::errors::ParquetError> {
+    let file_metadata = metadata.metadata();
+    let mut groups = Vec::with_capacity(file_metadata.num_row_groups());
+    for (index, group) in file_metadata.row_groups().iter().enumerate() {
+        let Some(column) = group.columns().first() else {
+            groups.push(RowGroupTraceIndex {
+                rows: 0,
+                range: None,
+                bloom: None,
+                pages: Vec::new(),
+            });
+            continue;
+        };
+        let range = column.statistics().and_then(|stats| {
             let min: [u8; 16] = stats.min_bytes_opt()?.try_into().ok()?;
             let max: [u8; 16] = stats.max_bytes_opt()?.try_into().ok()?;
             Some((min, max))
-        })
-        .collect()
+        });
+        groups.push(RowGroupTraceIndex {
+            rows: usize::try_from(group.num_rows()).unwrap_or(0),
+            range,
+            bloom: Sbbf::read_from_column_chunk(column, file)?,
+            pages: page_ranges(file_metadata, index),
+        });
+    }
+    Ok(groups)
+}
+
+/// Page ranges of the `trace_id` column of one row group; empty (read the
+/// whole group) when the page index is missing or inconsistent.
+fn page_ranges(metadata: &ParquetMetaData, row_group: usize) -> Vec<PageTraceRange> {
+    let page_index = metadata.page_index_for_row_group(row_group);
+    let (Some(ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(column_index)), Some(offsets)) =
+        (page_index.column_index(0), page_index.offset_index(0))
+    else {
+        return Vec::new();
+    };
+    let locations = offsets.page_locations();
+    if column_index.num_pages() != locations.len() as u64 {
+        return Vec::new();
+    }
+    let mut pages = Vec::with_capacity(locations.len());
+    for (page, location) in locations.iter().enumerate() {
+        let bounds = (column_index.min_value(page), column_index.max_value(page));
+        let (Some(min), Some(max)) = bounds else {
+            return Vec::new();
+        };
+        let (Ok(min), Ok(max), Ok(first_row)) = (
+            <[u8; 16]>::try_from(min),
+            <[u8; 16]>::try_from(max),
+            usize::try_from(location.first_row_index),
+        ) else {
+            return Vec::new();
+        };
+        pages.push(PageTraceRange {
+            first_row,
+            min,
+            max,
+        });
+    }
+    pages
 }
 
 /// Decoded resources and scopes shared by rows with identical blobs, so a

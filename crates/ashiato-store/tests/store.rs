@@ -800,4 +800,26 @@ async fn test_measure_bytes_per_span() {
     let found = store.get_trace(probe.trace_id).unwrap();
     assert_eq!(found.len(), 5);
     assert!(found.contains(&probe));
+
+    // Lookups through row-group ranges, bloom filters and page selection
+    // find every span of every probed trace.
+    let mut timings = Vec::new();
+    for index in (0..spans.len()).step_by(997) {
+        let trace = spans[index].trace_id;
+        let began = std::time::Instant::now();
+        let found = store.get_trace(trace).unwrap();
+        timings.push(began.elapsed());
+        let expected: Vec<Span> = spans
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .cloned()
+            .collect();
+        assert_eq!(sorted(found), sorted(expected));
+    }
+    timings.sort();
+    println!(
+        "trace lookup p50 over {} lookups (this build): {:?}",
+        timings.len(),
+        timings[timings.len() / 2]
+    );
 }
