@@ -1,6 +1,445 @@
-//! placeholder: `ashiato serve` arguments (owned by the server work).
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
-pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! `ashiato serve`: command-line, environment and config-file settings,
+//! merged into a `ServerConfig`, then the server run until SIGINT/SIGTERM.
+//!
+//! Precedence, highest first: flag, environment variable, config file,
+//! built-in default. clap merges flag and environment (both land in the
+//! same `Option` field, without clap defaults so an unset option stays
+//! `None`); this module then falls back to the file and the default.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ashiato_model::parse_duration_ns;
+use ashiato_server::ServerConfig;
+use serde::Deserialize;
+
+/// Run the server: OTLP ingest, embedded store, query API.
+///
+/// Every option can also come from an environment variable or from the
+/// TOML file given by --config (keys: otlp_grpc, otlp_http, http, data_dir,
+/// retention, max_message_size). A flag beats the environment, which beats
+/// the file, which beats the default.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// OTLP/gRPC listen address, or "off" [default: 127.0.0.1:4317]
+    #[arg(long, env = "ASHIATO_OTLP_GRPC", value_name = "ADDR", value_parser = parse_listen)]
+    otlp_grpc: Option<Listen>,
+
+    /// OTLP/HTTP listen address, or "off" [default: 127.0.0.1:4318]
+    #[arg(long, env = "ASHIATO_OTLP_HTTP", value_name = "ADDR", value_parser = parse_listen)]
+    otlp_http: Option<Listen>,
+
+    /// Web UI and query API listen address [default: 127.0.0.1:8800]
+    #[arg(long, env = "ASHIATO_HTTP", value_name = "ADDR", value_parser = parse_listen)]
+    http: Option<Listen>,
+
+    /// Directory of the embedded store [default: ./ashiato-data]
+    #[arg(long, env = "ASHIATO_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// How long data is kept, e.g. 7d, 12h [default: 7d]
+    #[arg(long, env = "ASHIATO_RETENTION", value_name = "DUR", value_parser = parse_retention)]
+    retention: Option<Duration>,
+
+    /// Largest OTLP message, after decompression: bytes or with a unit
+    /// (32MiB, 16MB, 512KiB) [default: 32MiB]
+    #[arg(long, env = "ASHIATO_MAX_MESSAGE_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    max_message_size: Option<usize>,
+
+    /// TOML config file with the same settings in snake_case
+    #[arg(long, env = "ASHIATO_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// A listener setting: an address, or turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+/// Settings read from `--config`; all optional.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    otlp_grpc: Option<String>,
+    otlp_http: Option<String>,
+    http: Option<String>,
+    data_dir: Option<PathBuf>,
+    retention: Option<String>,
+    max_message_size: Option<SizeSetting>,
+}
+
+/// A size in a config file may be a plain integer or a string with a unit.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+enum SizeSetting {
+    Bytes(u64),
+    Text(String),
+}
+
+const DEFAULT_DATA_DIR: &str = "./ashiato-data";
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let file = match &args.config {
+        Some(path) => Some(read_config_file(path)?),
+        None => None,
+    };
+    let config = resolve(&args, file)?;
+    tracing::info!(?config, "starting ashiato");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(ashiato_server::run(config, shutdown_signal()))
+}
+
+/// Logs go to stderr (stdout carries the startup lines), filtered by
+/// `RUST_LOG`, `info` by default.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // a second initialisation (tests) is harmless, so its error is ignored
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for sigterm");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received sigint"),
+        () = terminate => tracing::info!("received sigterm"),
+    }
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// Merges flags/environment (`args`) over the config file over defaults.
+fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerConfig> {
+    let file = file.unwrap_or_default();
+    let defaults = ServerConfig::new(DEFAULT_DATA_DIR);
+    let from_file = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Listen>> {
+        value
+            .as_deref()
+            .map(|text| parse_listen(text).map_err(|reason| config_error(key, reason)))
+            .transpose()
+    };
+    let otlp_grpc = args
+        .otlp_grpc
+        .or(from_file("otlp_grpc", &file.otlp_grpc)?)
+        .map_or(defaults.otlp_grpc, Listen::address);
+    let otlp_http = args
+        .otlp_http
+        .or(from_file("otlp_http", &file.otlp_http)?)
+        .map_or(defaults.otlp_http, Listen::address);
+    let http = match args.http.or(from_file("http", &file.http)?) {
+        None => defaults.http,
+        Some(Listen::At(addr)) => addr,
+        Some(Listen::Off) => bail!("the http listener (ui and api) cannot be turned off"),
+    };
+    let retention = match (args.retention, &file.retention) {
+        (Some(retention), _) => retention,
+        (None, Some(text)) => {
+            parse_retention(text).map_err(|reason| config_error("retention", reason))?
+        }
+        (None, None) => defaults.retention,
+    };
+    let max_message_bytes = match (args.max_message_size, &file.max_message_size) {
+        (Some(size), _) => size,
+        (None, Some(SizeSetting::Bytes(bytes))) => usize::try_from(*bytes)
+            .ok()
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(|| {
+                config_error("max_message_size", format!("{bytes} is not a usable size"))
+            })?,
+        (None, Some(SizeSetting::Text(text))) => {
+            parse_size(text).map_err(|reason| config_error("max_message_size", reason))?
+        }
+        (None, None) => defaults.max_message_bytes,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or(defaults.data_dir);
+    Ok(ServerConfig {
+        otlp_grpc,
+        otlp_http,
+        http,
+        data_dir,
+        retention,
+        max_message_bytes,
+    })
+}
+
+fn config_error(key: &str, reason: String) -> anyhow::Error {
+    anyhow::anyhow!("invalid {key} in config file: {reason}")
+}
+
+impl Listen {
+    fn address(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(addr) => Some(addr),
+        }
+    }
+}
+
+/// `off`, `IP:PORT` or `HOST:PORT` (resolved once, first address).
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Listen::At(addr));
+    }
+    let resolved = text
+        .to_socket_addrs()
+        .map_err(|error| format!("{text:?} is not \"off\" or a host:port address ({error})"))?
+        .next();
+    resolved
+        .map(Listen::At)
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    let nanos = parse_duration_ns(text).map_err(|error| error.to_string())?;
+    if nanos == 0 {
+        return Err("retention must be longer than zero".to_owned());
+    }
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// Bytes, optionally with a unit: decimal KB/MB/GB, binary KiB/MiB/GiB
+/// (K/M/G alone are binary too), case-insensitive, e.g. `32MiB`, `1.5MB`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let invalid = || {
+        format!("invalid size {text:?}: expected bytes or a number with a unit, e.g. 32MiB or 16MB")
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(invalid()),
+    };
+    let bytes = (value * multiplier).round();
+    if !bytes.is_finite() || bytes < 1.0 || bytes > usize::MAX as f64 {
+        return Err(format!("invalid size {text:?}: must be at least one byte"));
+    }
+    Ok(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        let mut argv = vec!["ashiato"];
+        argv.extend_from_slice(flags);
+        TestCli::try_parse_from(argv).unwrap().serve
+    }
+
+    fn local(port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    }
+
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn test_defaults_without_flags_or_file() {
+        let config = resolve(&ServeArgs::default(), None).unwrap();
+        assert_eq!(config, ServerConfig::new("./ashiato-data"));
+        assert_eq!(config.otlp_grpc, Some(local(4317)));
+        assert_eq!(config.otlp_http, Some(local(4318)));
+        assert_eq!(config.http, local(8800));
+        assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.max_message_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn test_file_overrides_defaults() {
+        let file = file(
+            r#"
+            otlp_grpc = "off"
+            otlp_http = "0.0.0.0:14318"
+            http = "127.0.0.1:0"
+            data_dir = "/var/lib/ashiato"
+            retention = "12h"
+            max_message_size = 1048576
+            "#,
+        );
+        let config = resolve(&ServeArgs::default(), Some(file)).unwrap();
+        assert_eq!(config.otlp_grpc, None);
+        assert_eq!(
+            config.otlp_http,
+            Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 14318)))
+        );
+        assert_eq!(config.http, local(0));
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/ashiato"));
+        assert_eq!(config.retention, Duration::from_secs(12 * 3600));
+        assert_eq!(config.max_message_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn test_flags_override_file() {
+        let file = file(
+            r#"
+            otlp_grpc = "off"
+            http = "127.0.0.1:9000"
+            data_dir = "/from/file"
+            retention = "12h"
+            max_message_size = "1MiB"
+            "#,
+        );
+        let flags = args(&[
+            "--otlp-grpc",
+            "127.0.0.1:5317",
+            "--otlp-http",
+            "off",
+            "--data-dir",
+            "/from/flag",
+            "--retention",
+            "30d",
+            "--max-message-size",
+            "16MB",
+        ]);
+        let config = resolve(&flags, Some(file)).unwrap();
+        assert_eq!(config.otlp_grpc, Some(local(5317)));
+        assert_eq!(config.otlp_http, None);
+        // not given as a flag: the file wins over the default
+        assert_eq!(config.http, local(9000));
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.max_message_bytes, 16_000_000);
+    }
+
+    #[test]
+    fn test_every_option_has_its_environment_variable() {
+        let command = TestCli::command();
+        let expected = [
+            ("otlp_grpc", "ASHIATO_OTLP_GRPC"),
+            ("otlp_http", "ASHIATO_OTLP_HTTP"),
+            ("http", "ASHIATO_HTTP"),
+            ("data_dir", "ASHIATO_DATA_DIR"),
+            ("retention", "ASHIATO_RETENTION"),
+            ("max_message_size", "ASHIATO_MAX_MESSAGE_SIZE"),
+            ("config", "ASHIATO_CONFIG"),
+        ];
+        for (id, variable) in expected {
+            let argument = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap();
+            assert_eq!(
+                argument.get_env().and_then(|env| env.to_str()),
+                Some(variable),
+                "{id}"
+            );
+            assert!(argument.get_help().is_some(), "{id} has no help text");
+            assert!(
+                argument.get_default_values().is_empty(),
+                "{id} must not have a clap default"
+            );
+        }
+    }
+
+    #[test]
+    fn test_bad_values_are_refused_with_the_key() {
+        let error =
+            resolve(&ServeArgs::default(), Some(file("retention = \"forever\""))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid retention in config file"),
+            "{error}"
+        );
+        let error = resolve(&ServeArgs::default(), Some(file("http = \"off\""))).unwrap_err();
+        assert!(
+            error.to_string().contains("cannot be turned off"),
+            "{error}"
+        );
+        let error = resolve(&ServeArgs::default(), Some(file("max_message_size = 0"))).unwrap_err();
+        assert!(
+            error.to_string().starts_with("invalid max_message_size"),
+            "{error}"
+        );
+        assert!(toml::from_str::<FileConfig>("unknown_key = 1").is_err());
+        assert!(TestCli::try_parse_from(["ashiato", "--otlp-grpc", "nowhere"]).is_err());
+        assert!(TestCli::try_parse_from(["ashiato", "--retention", "0"]).is_err());
+    }
+
+    #[test]
+    fn test_sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 * 1024 * 1024));
+        assert_eq!(parse_size("16MB"), Ok(16_000_000));
+        assert_eq!(parse_size("512kib"), Ok(512 * 1024));
+        assert_eq!(parse_size("1.5M"), Ok(1_572_864));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn test_listen_values() {
+        assert_eq!(parse_listen("OFF"), Ok(Listen::Off));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok(Listen::At(local(0))));
+        assert_eq!(
+            parse_listen("localhost:4317").map(|listen| listen.address().is_some()),
+            Ok(true)
+        );
+        assert!(parse_listen("4317").is_err());
+    }
 }
