@@ -1,6 +1,8 @@
 //! Bounded decompression: round trips for every accepted encoding, the
 //! limit enforced while decompressing (bombs), and corrupt input.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap, like the tests themselves
+
 use std::io::{self, Read, Write};
 
 use ashiato_otlp::{Compression, DecompressError, decompress};
@@ -37,14 +39,19 @@ fn sample() -> Vec<u8> {
         .collect()
 }
 
-fn encodings() -> Vec<(&'static str, Compression, fn(&[u8]) -> Vec<u8>)> {
+/// A test encoder: plain bytes in, compressed bytes out.
+type Encoder = fn(&[u8]) -> Vec<u8>;
+
+fn encodings() -> Vec<(&'static str, Compression, Encoder)> {
     vec![
         ("identity", Compression::Identity, |data| data.to_vec()),
         ("gzip", Compression::Gzip, gzip),
         ("zlib deflate", Compression::Deflate, zlib),
         ("raw deflate", Compression::Deflate, raw_deflate),
         ("zstd", Compression::Zstd, zstd),
-        ("zstd level 19", Compression::Zstd, |data| zstd::encode_all(data, 19).unwrap()),
+        ("zstd level 19", Compression::Zstd, |data| {
+            zstd::encode_all(data, 19).unwrap()
+        }),
     ]
 }
 

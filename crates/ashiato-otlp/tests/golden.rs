@@ -2,6 +2,8 @@
 //! and the gRPC, HTTP/protobuf and HTTP/JSON captures of the same peer
 //! program decode to the same structure.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap, like the tests themselves
+
 mod common;
 
 use ashiato_model::{LogRecord, Span};

@@ -2,6 +2,8 @@
 //! to the same model. Each case patches one span of an otherwise valid body
 //! and checks fields of the decoded span's view.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap, like the tests themselves
+
 mod common;
 
 use ashiato_model::AttrValue;

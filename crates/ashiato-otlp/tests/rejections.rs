@@ -2,6 +2,8 @@
 //! one with a reason, the rest of the batch is kept. Every id case runs
 //! through both protobuf and JSON.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap, like the tests themselves
+
 use ashiato_model::AttrValue;
 use ashiato_otlp::{
     Format, MAX_VALUE_DEPTH, count_metric_points, decode_logs, decode_traces, logs_from_proto,
@@ -287,7 +289,9 @@ fn logs_request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
 
 #[test]
 fn test_log_record_ids_and_severity() {
-    let cases: Vec<(&str, LogRecord, Result<(bool, bool, u8), &str>)> = vec![
+    // Ok((has trace id, has span id, severity)) or Err(partial success message)
+    type Expected = Result<(bool, bool, u8), &'static str>;
+    let cases: Vec<(&str, LogRecord, Expected)> = vec![
         ("no ids", log(&[], &[], 9), Ok((false, false, 9))),
         ("both ids", log(&TRACE, &SPAN, 17), Ok((true, true, 17))),
         (

@@ -1,7 +1,7 @@
 //! Test helpers: fixture loading and a readable JSON view of decoded items
 //! for snapshots and cross-format comparison.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // each test crate uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
