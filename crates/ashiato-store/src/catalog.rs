@@ -12,8 +12,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StoreError;
-use crate::memtable::OpStats;
 use crate::segment::WrittenSegment;
+use crate::stats::{Counts, OpStats};
 
 /// Whether a segment holds spans or logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,11 +142,11 @@ impl Catalog {
                     params![id, service],
                 )?;
             }
-            for ((service, name), (spans, errors)) in &written.ops {
+            for (service, name, counts) in written.ops.iter() {
                 tx.execute(
                     "INSERT INTO segment_operations (segment_id, service, name, span_count, error_count)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, service, name, to_sql(*spans), to_sql(*errors)],
+                    params![id, service, name, to_sql(counts.spans), to_sql(counts.errors)],
                 )?;
             }
             ids.push(id);
@@ -224,14 +224,17 @@ impl Catalog {
             "SELECT service, name, span_count, error_count FROM segment_operations WHERE segment_id = ?1",
         )?;
         let rows = statement.query_map(params![id], |row| {
-            Ok((
-                (row.get::<_, String>(0)?, row.get::<_, String>(1)?),
-                (
-                    from_sql(row.get::<_, i64>(2)?),
-                    from_sql(row.get::<_, i64>(3)?),
-                ),
-            ))
+            let counts = Counts {
+                spans: from_sql(row.get::<_, i64>(2)?),
+                errors: from_sql(row.get::<_, i64>(3)?),
+            };
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, counts))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut stats = OpStats::new();
+        for row in rows {
+            let (service, name, counts) = row?;
+            stats.add(&service, &name, counts);
+        }
+        Ok(stats)
     }
 }

@@ -70,10 +70,10 @@ mod retention;
 mod scan;
 mod sealer;
 mod segment;
+mod stats;
 mod wal;
 mod writer;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -84,13 +84,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ashiato_model::{LogRecord, Span, TraceId};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 use tracing::{info, warn};
 
 use crate::catalog::{Catalog, SegmentKind};
 use crate::codec::Encoder;
-use crate::memtable::{Memtable, OpStats};
+use crate::memtable::Memtable;
 use crate::segment::Segment;
+use crate::stats::OpStats;
 use crate::wal::{RecordKind, WalFile, io_error};
 use crate::writer::{Batch, Commit, Gate, Writer, WriterMsg};
 
@@ -155,6 +156,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("wal write failed: {reason}")]
     WalWrite { reason: String },
+    #[error("data directory is in use by another process (lock held on {path})")]
+    Locked { path: PathBuf },
 }
 
 /// Why an append was not acknowledged.
@@ -264,6 +267,8 @@ struct State {
 
 /// State shared by the store handle and its threads.
 struct Shared {
+    /// Released when the last thread using the directory is gone.
+    _dir_lock: DirLock,
     config: StoreConfig,
     paths: Paths,
     state: RwLock<State>,
@@ -323,6 +328,7 @@ impl Store {
         for dir in [&config.data_dir, &paths.wal_dir, &paths.segments_dir] {
             fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
+        let dir_lock = DirLock::acquire(&config.data_dir)?;
         let catalog = Catalog::open(&config.data_dir.join("catalog.sqlite"))?;
         let covered = catalog.wal_covered()?;
         let (span_segments, log_segments, sealed_stats) =
@@ -342,6 +348,7 @@ impl Store {
             .unwrap_or(u32::MAX)
             .max(1);
         let shared = Arc::new(Shared {
+            _dir_lock: dir_lock,
             config,
             paths,
             state: RwLock::new(state),
@@ -421,15 +428,20 @@ impl Store {
         let wanted = u32::try_from(record.len())
             .unwrap_or(u32::MAX)
             .min(inner.pending_limit);
-        let permit = tokio::time::timeout_at(
-            deadline.into(),
-            inner.pending.clone().acquire_many_owned(wanted),
-        )
-        .await
-        .map_err(|_| AppendError::Overloaded {
-            retry_after: RETRY_AFTER,
-        })?
-        .map_err(|_| AppendError::Closed)?;
+        let permit = match inner.pending.clone().try_acquire_many_owned(wanted) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(AppendError::Closed),
+            // Only a full budget needs the timer.
+            Err(TryAcquireError::NoPermits) => tokio::time::timeout_at(
+                deadline.into(),
+                inner.pending.clone().acquire_many_owned(wanted),
+            )
+            .await
+            .map_err(|_| AppendError::Overloaded {
+                retry_after: RETRY_AFTER,
+            })?
+            .map_err(|_| AppendError::Closed)?,
+        };
         let (done, acknowledged) = oneshot::channel();
         let commit = Commit {
             record,
@@ -597,45 +609,40 @@ impl Store {
     fn merged_stats(&self) -> OpStats {
         let state = self.state();
         let mut merged = state.sealed_stats.clone();
-        for stats in
-            std::iter::once(&state.active.stats).chain(state.frozen.iter().map(|t| &t.stats))
-        {
-            for (key, (spans, errors)) in stats {
-                let entry = merged.entry(key.clone()).or_insert((0, 0));
-                entry.0 += spans;
-                entry.1 += errors;
-            }
+        merged.merge(&state.active.stats);
+        for table in &state.frozen {
+            merged.merge(&table.stats);
         }
         merged
     }
 
     /// Span and error counts per service, by name.
     pub fn service_stats(&self) -> Vec<ServiceStats> {
-        let mut services: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for ((service, _), (spans, errors)) in self.merged_stats() {
-            let entry = services.entry(service).or_insert((0, 0));
-            entry.0 += spans;
-            entry.1 += errors;
+        let mut services: Vec<ServiceStats> = Vec::new();
+        for (service, _, counts) in self.merged_stats().iter() {
+            match services.last_mut() {
+                Some(last) if last.name == service => {
+                    last.span_count += counts.spans;
+                    last.error_count += counts.errors;
+                }
+                _ => services.push(ServiceStats {
+                    name: service.to_owned(),
+                    span_count: counts.spans,
+                    error_count: counts.errors,
+                }),
+            }
         }
         services
-            .into_iter()
-            .map(|(name, (span_count, error_count))| ServiceStats {
-                name,
-                span_count,
-                error_count,
-            })
-            .collect()
     }
 
     /// Span and error counts per operation of one service, by name.
     pub fn operation_stats(&self, service: &str) -> Vec<OperationStats> {
         self.merged_stats()
-            .into_iter()
-            .filter(|((s, _), _)| s == service)
-            .map(|((_, name), (span_count, error_count))| OperationStats {
-                name,
-                span_count,
-                error_count,
+            .operations_of(service)
+            .map(|(name, counts)| OperationStats {
+                name: name.to_owned(),
+                span_count: counts.spans,
+                error_count: counts.errors,
             })
             .collect()
     }
@@ -715,6 +722,32 @@ impl Store {
     }
 }
 
+/// An exclusive `flock` on `data_dir/LOCK`: a second process (or a second
+/// `Store` in this one) on the same directory would interleave WAL files and
+/// delete each other's data.
+struct DirLock {
+    _file: fs::File,
+}
+
+impl DirLock {
+    fn acquire(data_dir: &Path) -> Result<DirLock, StoreError> {
+        let path = data_dir.join("LOCK");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        #[cfg(unix)]
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(StoreError::Locked { path }),
+            Err(errno) => return Err(io_error(&path, errno.into())),
+        }
+        Ok(DirLock { _file: file })
+    }
+}
+
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name(name.to_owned())
@@ -743,11 +776,7 @@ fn load_segments(catalog: &Catalog, dir: &Path) -> Result<LoadedSegments, StoreE
             }
         };
         if is_spans {
-            for (key, (count, errors)) in &segment.ops {
-                let entry = stats.entry(key.clone()).or_insert((0, 0));
-                entry.0 += count;
-                entry.1 += errors;
-            }
+            stats.merge(&segment.ops);
             spans.push(segment);
         } else {
             logs.push(segment);

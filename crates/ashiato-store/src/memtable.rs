@@ -4,21 +4,13 @@
 //! a reader clones the chunk list under a short lock and scans without
 //! holding it. A trace-id index makes `get_trace` a hash lookup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ashiato_model::{LogRecord, Span, TraceId};
 
-/// Span and error counts keyed by (service, operation).
-pub type OpStats = BTreeMap<(String, String), (u64, u64)>;
-
-pub fn add_span_to_stats(stats: &mut OpStats, span: &Span) {
-    let key = (span.service_name().to_owned(), span.name.clone());
-    let entry = stats.entry(key).or_insert((0, 0));
-    entry.0 += 1;
-    entry.1 += u64::from(span.is_error());
-}
+use crate::stats::OpStats;
 
 /// Rough in-memory cost of the data, from its encoded size: decoded model
 /// values (strings, vectors, headers) take a few times their wire bytes.
@@ -74,7 +66,7 @@ impl Memtable {
                 .entry(span.trace_id)
                 .or_default()
                 .push((chunk, index as u32));
-            add_span_to_stats(&mut self.stats, span);
+            self.stats.add_span(span);
         }
         self.span_count += spans.len() as u64;
         self.span_chunks.push(Arc::new(spans));

@@ -60,15 +60,7 @@ pub fn enforce(shared: &Shared) -> Result<usize, StoreError> {
             .partition(|s| !expired.contains(&s.id));
         state.span_segments = kept;
         for segment in &gone {
-            for (key, (spans, errors)) in &segment.ops {
-                if let Some(entry) = state.sealed_stats.get_mut(key) {
-                    entry.0 = entry.0.saturating_sub(*spans);
-                    entry.1 = entry.1.saturating_sub(*errors);
-                    if entry.0 == 0 {
-                        state.sealed_stats.remove(key);
-                    }
-                }
-            }
+            state.sealed_stats.subtract(&segment.ops);
         }
         removed.extend(gone);
         let (kept, gone): (Vec<_>, Vec<_>) = state

@@ -161,11 +161,7 @@ fn swap_in_segments(
     for (kind, segment) in opened {
         match kind {
             SegmentKind::Spans => {
-                for (key, (spans, errors)) in &segment.ops {
-                    let entry = state.sealed_stats.entry(key.clone()).or_insert((0, 0));
-                    entry.0 += spans;
-                    entry.1 += errors;
-                }
+                state.sealed_stats.merge(&segment.ops);
                 state.span_segments.push(segment);
             }
             SegmentKind::Logs => state.log_segments.push(segment),

@@ -35,7 +35,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::StoreError;
 use crate::codec::{self, Decoder, Encoder};
-use crate::memtable::{OpStats, add_span_to_stats};
+use crate::stats::OpStats;
 use crate::wal::io_error;
 
 /// Rows per row group: large enough for good compression, small enough that
@@ -194,7 +194,7 @@ pub fn write_spans(path: &Path, spans: &[&Span]) -> Result<WrittenSegment, Store
         if !summary.services.contains(span.service_name()) {
             summary.services.insert(span.service_name().to_owned());
         }
-        add_span_to_stats(&mut summary.ops, span);
+        summary.ops.add_span(span);
     }
     let mut resources = BlobCache::new();
     let mut scopes = BlobCache::new();

@@ -823,3 +823,23 @@ async fn test_measure_bytes_per_span() {
         timings[timings.len() / 2]
     );
 }
+
+#[tokio::test]
+async fn test_second_open_of_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let second = Store::open(config(dir.path()));
+    assert!(
+        matches!(second, Err(ashiato_store::StoreError::Locked { .. })),
+        "{:?}",
+        second.err()
+    );
+    drop(store);
+    Store::open(config(dir.path())).unwrap();
+}
+
+#[test]
+fn test_store_handle_is_send_sync_clone() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    assert_traits::<Store>();
+}
