@@ -22,6 +22,13 @@ use serde::Deserialize;
 /// retention, max_message_size). A flag beats the environment, which beats
 /// the file, which beats the default.
 #[derive(Debug, Default, clap::Args)]
+#[command(
+    after_help = "Every option can also be set by its environment variable or in the TOML file \
+given by --config (keys: otlp_grpc, otlp_http, http, data_dir, retention, max_message_size). \
+Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
+by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
+Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
+)]
 pub struct ServeArgs {
     /// OTLP/gRPC listen address, or "off" [default: 127.0.0.1:4317]
     #[arg(long, env = "ASHIATO_OTLP_GRPC", value_name = "ADDR", value_parser = parse_listen)]
@@ -102,9 +109,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // colours only for a human at a terminal, never in captured logs
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // a second initialisation (tests) is harmless, so its error is ignored
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .try_init();
 }
