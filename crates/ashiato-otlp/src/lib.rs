@@ -160,11 +160,13 @@ fn decode_protobuf<M: Message + Default>(
 }
 
 /// An empty (or all-whitespace) JSON body is read as an empty request,
-/// like a zero-length protobuf body; OTLP says empty requests succeed.
+/// like a zero-length protobuf body; OTLP says empty requests succeed. A
+/// leading UTF-8 byte order mark (some Windows producers write one) is skipped.
 fn decode_json<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
     message: &'static str,
 ) -> Result<T, DecodeError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

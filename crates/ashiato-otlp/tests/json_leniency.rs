@@ -299,6 +299,7 @@ fn test_null_objects_and_empty_requests() {
         ("null body", "null", 0),
         ("empty body", "", 0),
         ("whitespace body", " \n", 0),
+        ("byte order mark", "\u{feff}{}", 0),
         ("empty list", r#"{"resourceSpans": []}"#, 0),
         ("null list", r#"{"resourceSpans": null}"#, 0),
         (
