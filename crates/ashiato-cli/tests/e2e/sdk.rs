@@ -318,7 +318,16 @@ fn test_services_operations_and_trace_search() {
     );
     assert_eq!(trace_ids(&server, "min_duration=10ms"), hit);
     assert_eq!(trace_ids(&server, "min_duration=1h"), none);
-    assert_eq!(trace_ids(&server, "max_duration=1ms"), none);
+    // Duration bounds hold for one matching span (not the whole trace), so
+    // pair them with an operation whose duration the peer controls.
+    assert_eq!(
+        trace_ids(&server, "operation=SELECT%20orders&min_duration=20ms"),
+        hit
+    );
+    assert_eq!(
+        trace_ids(&server, "operation=SELECT%20orders&max_duration=1ms"),
+        none
+    );
     assert_eq!(trace_ids(&server, "attr=http.request.method:GET"), hit);
     assert_eq!(
         trace_ids(&server, "attr=http.response.status_code:200"),
