@@ -28,7 +28,8 @@
 //!    single write + fdatasync (group commit), inserts the batches into the
 //!    active memtable and then acknowledges every waiter.
 //! 3. When the memtable passes `seal_max_rows` (1M), `seal_max_bytes`
-//!    (256 MiB estimated) or `seal_max_age` (2 min), the writer starts a new
+//!    (256 MiB estimated), `seal_max_age` (2 min, once it holds 10k rows) or
+//!    `seal_idle_max_age` (30 min, any size), the writer starts a new
 //!    WAL file and freezes the memtable (it stays queryable); the sealer
 //!    thread (`sealer`) writes Parquet, registers the segments and the WAL
 //!    mark in one SQLite transaction, swaps memtable for segments in memory
@@ -61,7 +62,13 @@
 //! - The span end time is stored as a signed offset from the start
 //!   (`end_offset`), not a duration: small numbers compress like a duration,
 //!   and an end before the start still round-trips exactly.
-//! - Two processes must not open the same `data_dir`; there is no lock file yet.
+//! - Age-based sealing has two tiers: 2 minutes once the memtable holds
+//!   10k rows, 30 minutes otherwise. A single 2-minute rule makes a quiet
+//!   server write 720 tiny segments a day (5k per week of retention), each
+//!   with footer metadata cached in memory and consulted by every trace
+//!   lookup; there is no compaction yet. Replaying under 10k rows is instant.
+//! - `data_dir/LOCK` is `flock`ed so a second process cannot open the same
+//!   store and interleave WAL files.
 
 mod catalog;
 mod codec;
@@ -112,8 +119,12 @@ pub struct StoreConfig {
     pub seal_max_rows: u64,
     /// …or this many estimated bytes…
     pub seal_max_bytes: u64,
-    /// …or its oldest row is this old (so a quiet server still seals).
+    /// …or its oldest row is this old and it holds `seal_age_min_rows`…
     pub seal_max_age: Duration,
+    pub seal_age_min_rows: u64,
+    /// …or its oldest row is this old whatever its size (so a quiet server
+    /// still seals, without making a tiny segment every few minutes).
+    pub seal_idle_max_age: Duration,
     /// Estimated bytes of active plus frozen memtables above which appends
     /// are refused until sealing catches up.
     pub max_memory_bytes: u64,
@@ -123,7 +134,8 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 256 MiB
-    /// / 2 minutes, 768 MiB memtable memory, retention checked every minute.
+    /// / 2 minutes (with at least 10k rows) / 30 minutes, 768 MiB memtable
+    /// memory, retention checked every minute.
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             data_dir: data_dir.into(),
@@ -133,6 +145,8 @@ impl StoreConfig {
             seal_max_rows: 1_000_000,
             seal_max_bytes: 256 * 1024 * 1024,
             seal_max_age: Duration::from_secs(120),
+            seal_age_min_rows: 10_000,
+            seal_idle_max_age: Duration::from_secs(30 * 60),
             max_memory_bytes: 768 * 1024 * 1024,
             retention_interval: Duration::from_secs(60),
         }
@@ -156,6 +170,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("wal write failed: {reason}")]
     WalWrite { reason: String },
+    #[error("batch is too large for one wal record")]
+    BatchTooLarge,
     #[error("data directory is in use by another process (lock held on {path})")]
     Locked { path: PathBuf },
 }
@@ -401,7 +417,8 @@ impl Store {
         }
         let mut encoder = Encoder::with_capacity(spans.len() * 256);
         codec::encode_spans(&spans, &mut encoder);
-        let record = wal::frame(RecordKind::Spans, &encoder.buf);
+        let record =
+            wal::frame(RecordKind::Spans, &encoder.buf).ok_or(StoreError::BatchTooLarge)?;
         self.append(record, Batch::Spans(spans)).await
     }
 
@@ -412,7 +429,7 @@ impl Store {
         }
         let mut encoder = Encoder::with_capacity(logs.len() * 256);
         codec::encode_logs(&logs, &mut encoder);
-        let record = wal::frame(RecordKind::Logs, &encoder.buf);
+        let record = wal::frame(RecordKind::Logs, &encoder.buf).ok_or(StoreError::BatchTooLarge)?;
         self.append(record, Batch::Logs(logs)).await
     }
 

@@ -604,11 +604,12 @@ fn trace_index(
             let max: [u8; 16] = stats.max_bytes_opt()?.try_into().ok()?;
             Some((min, max))
         });
+        let rows = usize::try_from(group.num_rows()).unwrap_or(0);
         groups.push(RowGroupTraceIndex {
-            rows: usize::try_from(group.num_rows()).unwrap_or(0),
+            rows,
             range,
             bloom: Sbbf::read_from_column_chunk(column, file)?,
-            pages: page_ranges(file_metadata, index),
+            pages: page_ranges(file_metadata, index, rows),
         });
     }
     Ok(groups)
@@ -616,7 +617,7 @@ fn trace_index(
 
 /// Page ranges of the `trace_id` column of one row group; empty (read the
 /// whole group) when the page index is missing or inconsistent.
-fn page_ranges(metadata: &ParquetMetaData, row_group: usize) -> Vec<PageTraceRange> {
+fn page_ranges(metadata: &ParquetMetaData, row_group: usize, rows: usize) -> Vec<PageTraceRange> {
     let page_index = metadata.page_index_for_row_group(row_group);
     let (Some(ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(column_index)), Some(offsets)) =
         (page_index.column_index(0), page_index.offset_index(0))
@@ -627,7 +628,7 @@ fn page_ranges(metadata: &ParquetMetaData, row_group: usize) -> Vec<PageTraceRan
     if column_index.num_pages() != locations.len() as u64 {
         return Vec::new();
     }
-    let mut pages = Vec::with_capacity(locations.len());
+    let mut pages: Vec<PageTraceRange> = Vec::with_capacity(locations.len());
     for (page, location) in locations.iter().enumerate() {
         let bounds = (column_index.min_value(page), column_index.max_value(page));
         let (Some(min), Some(max)) = bounds else {
@@ -640,6 +641,13 @@ fn page_ranges(metadata: &ParquetMetaData, row_group: usize) -> Vec<PageTraceRan
         ) else {
             return Vec::new();
         };
+        let follows_previous = match pages.last() {
+            Some(previous) => first_row > previous.first_row,
+            None => first_row == 0,
+        };
+        if !follows_previous || first_row >= rows {
+            return Vec::new();
+        }
         pages.push(PageTraceRange {
             first_row,
             min,

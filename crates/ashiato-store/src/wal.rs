@@ -48,8 +48,15 @@ pub fn wal_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:08}.wal"))
 }
 
-/// Frames one record, ready to be appended to a WAL file.
-pub fn frame(kind: RecordKind, payload: &[u8]) -> Vec<u8> {
+/// Largest payload one record may carry (the length field is 32 bits).
+pub const MAX_PAYLOAD: usize = u32::MAX as usize;
+
+/// Frames one record, ready to be appended to a WAL file; `None` when the
+/// payload does not fit a record.
+pub fn frame(kind: RecordKind, payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.len() > MAX_PAYLOAD {
+        return None;
+    }
     let mut record = Vec::with_capacity(payload.len() + HEADER_LEN);
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     let mut hasher = crc32fast::Hasher::new();
@@ -58,7 +65,7 @@ pub fn frame(kind: RecordKind, payload: &[u8]) -> Vec<u8> {
     record.extend_from_slice(&hasher.finalize().to_le_bytes());
     record.push(kind as u8);
     record.extend_from_slice(payload);
-    record
+    Some(record)
 }
 
 /// Sequence numbers of the WAL files in `dir`, ascending.
@@ -227,7 +234,7 @@ mod tests {
     fn file_with(payloads: &[&[u8]]) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
         for payload in payloads {
-            bytes.extend(frame(RecordKind::Spans, payload));
+            bytes.extend(frame(RecordKind::Spans, payload).unwrap());
         }
         bytes
     }

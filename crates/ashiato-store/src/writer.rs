@@ -175,9 +175,12 @@ impl Writer {
             !table.is_empty()
                 && (table.span_count + table.log_count >= config.seal_max_rows
                     || table.estimated_bytes >= config.seal_max_bytes
-                    || table
-                        .first_insert
-                        .is_some_and(|t| t.elapsed() >= config.seal_max_age))
+                    || table.first_insert.is_some_and(|first| {
+                        let age = first.elapsed();
+                        let rows = table.span_count + table.log_count;
+                        (age >= config.seal_max_age && rows >= config.seal_age_min_rows)
+                            || age >= config.seal_idle_max_age
+                    }))
         };
         if due {
             self.rotate(None);
