@@ -101,6 +101,9 @@ impl Server {
             let stop_signal = spawner.stop_signal();
             tasks.push(spawner.spawn("otlp-grpc", async move {
                 tonic::transport::Server::builder()
+                    .layer(tower::util::MapResponseLayer::new(
+                        otlp_grpc::oversize_as_resource_exhausted,
+                    ))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener),

@@ -207,6 +207,27 @@ fn retry_later(message: String, delay: Duration) -> Status {
     )
 }
 
+/// tonic answers a message over `max_decoding_message_size` with
+/// OUT_OF_RANGE, which the OTLP spec lists as retryable: clients would
+/// resend the same oversize batch. The spec wants RESOURCE_EXHAUSTED
+/// (not retryable without RetryInfo), so the code is rewritten on the way
+/// out. Nothing in ashiato returns OUT_OF_RANGE itself.
+pub fn oversize_as_resource_exhausted<B>(
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
+    let out_of_range = (Code::OutOfRange as i32).to_string();
+    let is_out_of_range = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes());
+    if is_out_of_range {
+        tracing::warn!("otlp/grpc message over the size limit refused");
+        let exhausted = axum::http::HeaderValue::from((Code::ResourceExhausted as i32) as u16);
+        response.headers_mut().insert("grpc-status", exhausted);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
