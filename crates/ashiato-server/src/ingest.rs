@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ashiato_model::{LogRecord, Span};
-use ashiato_store::{AppendError, Store};
+use ashiato_store::{AppendError, Store, StoreError};
 
 /// Why decoded items were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,10 @@ pub enum AppendFailure {
     /// The server is shutting down; another attempt (after restart) may work.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The batch is too large for one write-ahead log record; resending it
+    /// will not help.
+    #[error("batch is too large to store in one piece")]
+    TooLarge,
     /// The store failed; details are logged.
     #[error("storage failure")]
     Storage,
@@ -37,6 +41,7 @@ impl From<AppendError> for AppendFailure {
                 AppendFailure::Overloaded { retry_after }
             }
             AppendError::Closed => AppendFailure::ShuttingDown,
+            AppendError::Store(StoreError::BatchTooLarge) => AppendFailure::TooLarge,
             other => {
                 tracing::error!(error = %other, "append to store failed");
                 AppendFailure::Storage

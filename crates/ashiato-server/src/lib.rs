@@ -15,7 +15,7 @@
 mod config;
 mod http_app;
 mod ingest;
-mod otlp_grpc;
+pub mod otlp_grpc;
 pub mod otlp_http;
 
 use std::future::Future;

@@ -180,6 +180,7 @@ fn append_status(failure: AppendFailure) -> Status {
     match failure {
         AppendFailure::Overloaded { retry_after } => retry_later(failure.to_string(), retry_after),
         AppendFailure::ShuttingDown => retry_later(failure.to_string(), Duration::from_secs(1)),
+        AppendFailure::TooLarge => Status::resource_exhausted(failure.to_string()),
         AppendFailure::Storage => Status::internal(failure.to_string()),
     }
 }

@@ -85,7 +85,9 @@ impl HttpIngestError {
         match self {
             HttpIngestError::UnsupportedContentType(_)
             | HttpIngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            HttpIngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpIngestError::TooLarge { .. } | HttpIngestError::Append(AppendFailure::TooLarge) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             HttpIngestError::BodyRead(_)
             | HttpIngestError::CorruptCompression(_)
             | HttpIngestError::Decode(_) => StatusCode::BAD_REQUEST,

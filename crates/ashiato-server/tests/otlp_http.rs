@@ -375,3 +375,34 @@ async fn test_only_post_is_routed() {
     let response = harness.app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn test_overloaded_store_is_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // no memtable room at all and no patience: every append is refused
+    let config = StoreConfig {
+        max_memory_bytes: 0,
+        overload_wait: std::time::Duration::ZERO,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = Store::open(config).unwrap();
+    let harness = Harness {
+        app: ashiato_server::otlp_http::router(store.clone(), LIMIT),
+        store,
+        _dir: dir,
+    };
+    let body = traces_request("checkout", order_spans(), 0).encode_to_vec();
+    let (status, headers, bytes) = harness.post("/v1/traces", PROTOBUF, None, body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let rpc = rpc_status(&bytes);
+    assert_eq!(rpc.code, 14);
+    assert!(rpc.message.contains("overloaded"), "{}", rpc.message);
+}

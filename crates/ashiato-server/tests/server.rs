@@ -182,3 +182,50 @@ async fn test_run_returns_ok_when_the_shutdown_future_resolves() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn test_grpc_overload_sends_retry_info_in_details_and_trailer() {
+    use ashiato_store::{Store, StoreConfig};
+    use prost::Message;
+    use tonic_types::StatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    // no memtable room at all and no patience: every append is refused
+    let config = StoreConfig {
+        max_memory_bytes: 0,
+        overload_wait: std::time::Duration::ZERO,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = Store::open(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = ashiato_server::otlp_grpc::routes(store, 1 << 20);
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    let mut traces = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let status = traces
+        .export(traces_request("checkout", vec![span(1, None, "x")], 0))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let delay = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay);
+    assert!(delay.is_some_and(|delay| delay > std::time::Duration::ZERO));
+    let trailer = status
+        .metadata()
+        .get_bin("google.rpc.retryinfo-bin")
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let retry_info = tonic_types::pb::RetryInfo::decode(trailer.as_ref()).unwrap();
+    assert!(retry_info.retry_delay.is_some());
+    serving.abort();
+}
