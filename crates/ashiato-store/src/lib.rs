@@ -262,6 +262,8 @@ pub struct StorageStats {
     /// Rows in memory (active and being sealed), also in the WAL.
     pub memtable_spans: u64,
     pub memtable_logs: u64,
+    /// Estimated memory of those rows.
+    pub memtable_bytes: u64,
 }
 
 /// Where the store's files live.
@@ -419,7 +421,8 @@ impl Store {
         codec::encode_spans(&spans, &mut encoder);
         let record =
             wal::frame(RecordKind::Spans, &encoder.buf).ok_or(StoreError::BatchTooLarge)?;
-        self.append(record, Batch::Spans(spans)).await
+        let memory = memtable::spans_memory(&spans);
+        self.append(record, memory, Batch::Spans(spans)).await
     }
 
     /// Durably appends log records; returns once they are in the fsynced WAL.
@@ -430,10 +433,11 @@ impl Store {
         let mut encoder = Encoder::with_capacity(logs.len() * 256);
         codec::encode_logs(&logs, &mut encoder);
         let record = wal::frame(RecordKind::Logs, &encoder.buf).ok_or(StoreError::BatchTooLarge)?;
-        self.append(record, Batch::Logs(logs)).await
+        let memory = memtable::logs_memory(&logs);
+        self.append(record, memory, Batch::Logs(logs)).await
     }
 
-    async fn append(&self, record: Vec<u8>, batch: Batch) -> Result<(), AppendError> {
+    async fn append(&self, record: Vec<u8>, memory: u64, batch: Batch) -> Result<(), AppendError> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
@@ -462,6 +466,7 @@ impl Store {
         let (done, acknowledged) = oneshot::channel();
         let commit = Commit {
             record,
+            memory,
             batch,
             done,
             permit,
@@ -725,6 +730,7 @@ impl Store {
                 + state.frozen.iter().map(|t| t.span_count).sum::<u64>(),
             memtable_logs: state.active.log_count
                 + state.frozen.iter().map(|t| t.log_count).sum::<u64>(),
+            memtable_bytes: self.inner.shared.memory_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -836,14 +842,15 @@ fn replay_wal(wal_dir: &Path, covered: u64) -> Result<(Memtable, WalFile), Store
 }
 
 fn replay_record(path: &Path, record: wal::Record, table: &mut Memtable) {
-    let size = record.payload.len();
     let decoded = match record.kind {
-        RecordKind::Spans => {
-            codec::decode_spans(&record.payload).map(|spans| table.insert_spans(spans, size))
-        }
-        RecordKind::Logs => {
-            codec::decode_logs(&record.payload).map(|logs| table.insert_logs(logs, size))
-        }
+        RecordKind::Spans => codec::decode_spans(&record.payload).map(|spans| {
+            let memory = memtable::spans_memory(&spans);
+            table.insert_spans(spans, memory)
+        }),
+        RecordKind::Logs => codec::decode_logs(&record.payload).map(|logs| {
+            let memory = memtable::logs_memory(&logs);
+            table.insert_logs(logs, memory)
+        }),
     };
     if let Err(failure) = decoded {
         warn!(path = %path.display(), error = %failure, "skipped undecodable wal record");

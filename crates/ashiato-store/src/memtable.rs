@@ -8,13 +8,78 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ashiato_model::{LogRecord, Span, TraceId};
+use ashiato_model::{AttrValue, KeyValue, LogRecord, Span, TraceId};
 
 use crate::stats::OpStats;
 
-/// Rough in-memory cost of the data, from its encoded size: decoded model
-/// values (strings, vectors, headers) take a few times their wire bytes.
-const MEMORY_PER_ENCODED_BYTE: u64 = 3;
+/// Heap bytes of a string or vector beyond its inline header (allocator
+/// bookkeeping included, roughly).
+fn heap(bytes: usize) -> u64 {
+    if bytes == 0 { 0 } else { bytes as u64 + 16 }
+}
+
+fn value_memory(value: &AttrValue) -> u64 {
+    match value {
+        AttrValue::Str(text) => heap(text.len()),
+        AttrValue::Bytes(bytes) => heap(bytes.len()),
+        AttrValue::Array(values) => {
+            heap(size_of_val(values.as_slice())) + values.iter().map(value_memory).sum::<u64>()
+        }
+        AttrValue::Map(entries) => attributes_memory(entries),
+        AttrValue::Empty | AttrValue::Bool(_) | AttrValue::Int(_) | AttrValue::Float(_) => 0,
+    }
+}
+
+fn attributes_memory(attributes: &[KeyValue]) -> u64 {
+    heap(size_of_val(attributes))
+        + attributes
+            .iter()
+            .map(|kv| heap(kv.key.len()) + value_memory(&kv.value))
+            .sum::<u64>()
+}
+
+/// Per-span cost of the trace-id index entry.
+const INDEX_BYTES_PER_SPAN: u64 = 48;
+
+/// Estimated memory a span takes in the memtable (its resource and scope
+/// are shared by the batch and not counted).
+pub fn span_memory(span: &Span) -> u64 {
+    size_of::<Span>() as u64
+        + INDEX_BYTES_PER_SPAN
+        + heap(span.name.len())
+        + heap(span.trace_state.len())
+        + heap(span.status.message.len())
+        + attributes_memory(&span.attributes)
+        + heap(size_of_val(span.events.as_slice()))
+        + span
+            .events
+            .iter()
+            .map(|e| heap(e.name.len()) + attributes_memory(&e.attributes))
+            .sum::<u64>()
+        + heap(size_of_val(span.links.as_slice()))
+        + span
+            .links
+            .iter()
+            .map(|l| heap(l.trace_state.len()) + attributes_memory(&l.attributes))
+            .sum::<u64>()
+}
+
+/// Estimated memory a log record takes in the memtable.
+pub fn log_memory(log: &LogRecord) -> u64 {
+    size_of::<LogRecord>() as u64
+        + heap(log.severity_text.len())
+        + heap(log.event_name.len())
+        + value_memory(&log.body)
+        + attributes_memory(&log.attributes)
+}
+
+pub fn spans_memory(spans: &[Span]) -> u64 {
+    spans.iter().map(span_memory).sum()
+}
+
+pub fn logs_memory(logs: &[LogRecord]) -> u64 {
+    logs.iter().map(log_memory).sum()
+}
 
 pub struct Memtable {
     /// The newest WAL file whose records this table holds; sealing it covers
@@ -51,12 +116,12 @@ impl Memtable {
         self.span_count == 0 && self.log_count == 0
     }
 
-    fn note_insert(&mut self, encoded_bytes: usize) {
-        self.estimated_bytes += encoded_bytes as u64 * MEMORY_PER_ENCODED_BYTE;
+    fn note_insert(&mut self, memory: u64) {
+        self.estimated_bytes += memory;
         self.first_insert.get_or_insert_with(Instant::now);
     }
 
-    pub fn insert_spans(&mut self, spans: Vec<Span>, encoded_bytes: usize) {
+    pub fn insert_spans(&mut self, spans: Vec<Span>, memory: u64) {
         if spans.is_empty() {
             return;
         }
@@ -70,16 +135,16 @@ impl Memtable {
         }
         self.span_count += spans.len() as u64;
         self.span_chunks.push(Arc::new(spans));
-        self.note_insert(encoded_bytes);
+        self.note_insert(memory);
     }
 
-    pub fn insert_logs(&mut self, logs: Vec<LogRecord>, encoded_bytes: usize) {
+    pub fn insert_logs(&mut self, logs: Vec<LogRecord>, memory: u64) {
         if logs.is_empty() {
             return;
         }
         self.log_count += logs.len() as u64;
         self.log_chunks.push(Arc::new(logs));
-        self.note_insert(encoded_bytes);
+        self.note_insert(memory);
     }
 
     /// Copies of the spans of one trace held here.

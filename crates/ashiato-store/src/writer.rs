@@ -36,6 +36,8 @@ pub enum Batch {
 /// One appender's batch, waiting for its fsync.
 pub struct Commit {
     pub record: Vec<u8>,
+    /// Estimated memtable bytes of the batch.
+    pub memory: u64,
     pub batch: Batch,
     pub done: oneshot::Sender<Result<(), StoreError>>,
     /// Holds the batch's share of the pending-bytes budget until acknowledged.
@@ -151,7 +153,7 @@ impl Writer {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
             let before = state.active.estimated_bytes;
             for commit in commits {
-                let size = commit.record.len();
+                let size = commit.memory;
                 match commit.batch {
                     Batch::Spans(spans) => state.active.insert_spans(spans, size),
                     Batch::Logs(logs) => state.active.insert_logs(logs, size),

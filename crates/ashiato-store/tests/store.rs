@@ -789,9 +789,15 @@ async fn test_measure_bytes_per_span() {
     for batch in spans.chunks(1_000) {
         store.append_spans(batch.to_vec()).await.unwrap();
     }
+    let in_memory = store.storage_stats();
+    println!(
+        "estimated memtable bytes/span: {:.0}",
+        in_memory.memtable_bytes as f64 / in_memory.memtable_spans as f64
+    );
     store.seal_now().unwrap();
     let stats = store.storage_stats();
     assert_eq!(stats.sealed_spans, 100_000);
+    assert_eq!(stats.memtable_bytes, 0);
     let bytes_per_span = stats.span_segment_bytes as f64 / stats.sealed_spans as f64;
     println!(
         "bytes/span after sealing 100k spans: {bytes_per_span:.1} ({} bytes)",
