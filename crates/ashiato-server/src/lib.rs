@@ -157,15 +157,10 @@ impl Server {
         self.readiness.set(false);
         // receivers live in the tasks; a send error only means they all ended
         let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         let mut first_error = None;
         for (name, task) in self.tasks {
-            let outcome = match task.await {
-                Ok(result) => result,
-                Err(join_error) => Err(anyhow::anyhow!(
-                    "{name} listener task panicked: {join_error}"
-                )),
-            };
-            if let Err(error) = outcome {
+            if let Err(error) = drain_listener(name, task, deadline).await {
                 tracing::error!(listener = name, error = %format!("{error:#}"), "listener ended with an error");
                 first_error.get_or_insert(error);
             }
@@ -173,6 +168,33 @@ impl Server {
         self.store.close().await.context("closing the store")?;
         tracing::info!("store closed, shutdown complete");
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// How long shutdown waits for in-flight requests before it stops waiting
+/// and closes the store anyway (a stuck client must not block exit).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits for one listener task to finish its in-flight requests, aborting
+/// it at `deadline`.
+async fn drain_listener(
+    name: &'static str,
+    mut task: JoinHandle<anyhow::Result<()>>,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(anyhow::anyhow!(
+            "{name} listener task panicked: {join_error}"
+        )),
+        Err(_) => {
+            tracing::warn!(
+                listener = name,
+                "in-flight requests did not finish in time, dropping them"
+            );
+            task.abort();
+            Ok(())
+        }
     }
 }
 

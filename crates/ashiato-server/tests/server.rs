@@ -148,6 +148,14 @@ async fn test_grpc_oversize_message_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+    // a gzip body that is small on the wire but expands past the limit
+    let mut gzip_traces = TraceServiceClient::connect(grpc_url(&server))
+        .await
+        .unwrap()
+        .send_compressed(CompressionEncoding::Gzip);
+    let bomb = traces_request("bomb", vec![span(1, None, &"x".repeat(100_000))], 0);
+    let error = gzip_traces.export(bomb).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
     // the server keeps serving after refusing
     let response = traces
         .export(traces_request("small", vec![span(1, None, "ok")], 0))
