@@ -53,3 +53,37 @@ async fn readyz(
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ashiato_query::memory::MemoryStore;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn status_of(app: &Router, path: &str) -> StatusCode {
+        let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn test_readyz_follows_readiness_and_healthz_always_answers() {
+        let readiness = Readiness::default();
+        let query = Arc::new(QueryService::new(Arc::new(MemoryStore::new())));
+        let app = router(query, readiness.clone());
+        assert_eq!(
+            status_of(&app, "/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status_of(&app, "/healthz").await, StatusCode::OK);
+        readiness.set(true);
+        assert_eq!(status_of(&app, "/readyz").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/api/v1/services").await, StatusCode::OK);
+        assert_eq!(
+            status_of(&app, "/api/v1/unknown").await,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
