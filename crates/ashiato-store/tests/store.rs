@@ -676,107 +676,8 @@ async fn test_row_threshold_seals_automatically() {
     assert_eq!(all_spans(&store, &SpanFilter::default()).len(), 12);
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Realistic synthetic traffic: five-span traces over a few services, ten
-/// attributes per span, random user ids and amounts.
-fn synthetic_spans(count: usize, start: u64) -> Vec<Span> {
-    let mut rng = XorShift(0x1234_5678_9abc_def1);
-    let services: Vec<Arc<Resource>> = ["checkout", "users", "inventory", "payments", "shipping"]
-        .iter()
-        .map(|name| {
-            Arc::new(Resource::new(vec![
-                KeyValue::new("service.name", AttrValue::Str((*name).into())),
-                KeyValue::new("service.version", AttrValue::Str("1.4.2".into())),
-                KeyValue::new("host.name", AttrValue::Str(format!("{name}-7f9c6d-x2k4q"))),
-                KeyValue::new("telemetry.sdk.language", AttrValue::Str("python".into())),
-                KeyValue::new("telemetry.sdk.version", AttrValue::Str("1.27.0".into())),
-            ]))
-        })
-        .collect();
-    let operations = [
-        "GET /api/orders",
-        "validate_user",
-        "check_stock",
-        "charge_card",
-        "SELECT orders",
-    ];
-    let scope = scope();
-    let mut spans = Vec::with_capacity(count);
-    let mut time = start;
-    while spans.len() < count {
-        let trace = TraceId::from_halves(rng.next(), rng.next());
-        let root = SpanId::from_u64(rng.next() | 1).unwrap();
-        let user = rng.next() % 100_000;
-        time += rng.next() % 2_000_000;
-        for index in 0..5 {
-            let span_id = if index == 0 {
-                root
-            } else {
-                SpanId::from_u64(rng.next() | 1).unwrap()
-            };
-            let start_time = time + index as u64 * (rng.next() % 5_000_000);
-            let duration = 1_000_000 + rng.next() % 200_000_000;
-            let failed = rng.next().is_multiple_of(50);
-            spans.push(Span {
-                trace_id: trace,
-                span_id,
-                parent_span_id: (index > 0).then_some(root),
-                trace_state: String::new(),
-                flags: 1,
-                name: operations[index].into(),
-                kind: if index == 0 {
-                    SpanKind::Server
-                } else {
-                    SpanKind::Client
-                },
-                start_time_unix_nano: start_time,
-                end_time_unix_nano: start_time + duration,
-                attributes: vec![
-                    KeyValue::new("http.method", AttrValue::Str("POST".into())),
-                    KeyValue::new("http.route", AttrValue::Str("/api/orders".into())),
-                    KeyValue::new(
-                        "http.status_code",
-                        AttrValue::Int(if failed { 500 } else { 200 }),
-                    ),
-                    KeyValue::new("user_id", AttrValue::Str(user.to_string())),
-                    KeyValue::new("product_id", AttrValue::Int((rng.next() % 5_000) as i64)),
-                    KeyValue::new(
-                        "amount",
-                        AttrValue::Float((rng.next() % 100_000) as f64 / 100.0),
-                    ),
-                    KeyValue::new("net.peer.name", AttrValue::Str("db.internal".into())),
-                    KeyValue::new("net.peer.port", AttrValue::Int(5432)),
-                    KeyValue::new("retry", AttrValue::Bool(false)),
-                    KeyValue::new("region", AttrValue::Str("ap-northeast-1".into())),
-                ],
-                events: Vec::new(),
-                links: Vec::new(),
-                status: if failed {
-                    Status {
-                        code: StatusCode::Error,
-                        message: "残高不足".into(),
-                    }
-                } else {
-                    Status::default()
-                },
-                resource: services[index].clone(),
-                scope: scope.clone(),
-            });
-        }
-    }
-    spans.truncate(count);
-    spans
-}
+#[path = "../examples/support/synthetic.rs"]
+mod synthetic;
 
 /// Not an assertion on size: prints bytes/span on disk after sealing 100k
 /// realistic spans (`cargo test -p ashiato-store -- --nocapture bytes_per_span`).
@@ -784,7 +685,7 @@ fn synthetic_spans(count: usize, start: u64) -> Vec<Span> {
 async fn test_measure_bytes_per_span() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).unwrap();
-    let spans = synthetic_spans(100_000, now_ns());
+    let spans = synthetic::spans(100_000, now_ns(), 0x1234_5678_9abc_def1);
     let probe = spans[12_345].clone();
     for batch in spans.chunks(1_000) {
         store.append_spans(batch.to_vec()).await.unwrap();
