@@ -1,6 +1,6 @@
 //! Trace search and trace assembly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use ashiato_model::{Span, TraceId};
@@ -105,7 +105,16 @@ pub(crate) fn get_trace(
         return Ok(None);
     }
     sort_spans(&mut spans);
+    drop_duplicate_spans(&mut spans);
     Ok(Some(spans))
+}
+
+/// Keeps the first copy of each span id. OTLP clients resend a batch when
+/// an acknowledgement is lost (timeout, dropped connection), so the store
+/// may hold the same span twice; a trace view should not show it twice.
+fn drop_duplicate_spans(spans: &mut Vec<Span>) {
+    let mut seen = HashSet::with_capacity(spans.len());
+    spans.retain(|span| seen.insert(span.span_id));
 }
 
 /// Start time, then span id, so the order is stable across reads.
@@ -255,6 +264,23 @@ mod tests {
                 .get_trace(TraceId::from_halves(0, 99))
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn test_resent_spans_appear_once() {
+        let mut spans = order_flow();
+        spans.extend(order_flow());
+        let service = service_with(spans);
+        let trace = service
+            .get_trace(TraceId::from_halves(0, 1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(trace.len(), 3);
+        let summaries = service.find_traces(&TraceQuery::default()).unwrap();
+        assert_eq!(
+            summaries.iter().map(|s| s.span_count).collect::<Vec<_>>(),
+            [1, 2, 3]
         );
     }
 
