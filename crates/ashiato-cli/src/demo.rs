@@ -56,16 +56,19 @@ struct Sent {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sender = Sender::new(&args.endpoint);
     let mut rng = Rng::new(args.seed.unwrap_or_else(now_unix_nanos));
+    anyhow::ensure!(args.traces > 0, "--traces must be at least 1");
     let mut sent = Sent::default();
+    send_round(&sender, &mut rng, &args, &mut sent)?;
+    // In continuous mode the examples come after the first round, so there
+    // is something to look at while traffic keeps flowing.
+    print_summary(&sent, &sender.base, &args.server);
+    if !args.continuous {
+        return Ok(());
+    }
     loop {
         send_round(&sender, &mut rng, &args, &mut sent)?;
-        if !args.continuous {
-            break;
-        }
         eprintln!("sent {} traces so far; interrupt to stop", sent.traces);
     }
-    print_summary(&sent, &sender.base, &args.server);
-    Ok(())
 }
 
 fn send_round(
@@ -76,7 +79,8 @@ fn send_round(
 ) -> anyhow::Result<()> {
     let failures = traffic::payment_failures(rng, args.traces);
     for (index, fails) in failures.into_iter().enumerate() {
-        if index > 0 && args.interval > 0 {
+        // pause between any two orders of the run, across rounds too
+        if sent.traces > 0 && args.interval > 0 {
             thread::sleep(Duration::from_nanos(args.interval));
         }
         let now = now_unix_nanos();
@@ -165,8 +169,15 @@ impl Sender {
             .limit(64 * 1024)
             .read_to_vec()
             .unwrap_or_default();
-        Err(status_error(status, &rpc_status_message(&reply))
-            .context(format!("sending to {url} failed")))
+        let error = status_error(status, &rpc_status_message(&reply));
+        if status == 404 {
+            // The usual cause: --endpoint names the API or gRPC listener.
+            return Err(error.context(format!(
+                "sending to {url} failed: is {} the OTLP/HTTP listener (default port 4318)?",
+                self.base
+            )));
+        }
+        Err(error.context(format!("sending to {url} failed")))
     }
 }
 

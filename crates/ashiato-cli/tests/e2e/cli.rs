@@ -215,16 +215,32 @@ fn test_trace_traces_and_logs_commands() {
 }
 
 #[test]
-fn test_unknown_trace_shows_the_server_error() {
+fn test_server_errors_are_shown() {
     let server = TestServer::start();
+    let api = server.api_base();
     let (ok, _, stderr) = run_cli(&[
         "trace",
         "0123456789abcdef0123456789abcdef",
         "--server",
-        &server.api_base(),
+        &api,
     ]);
     assert!(!ok);
     assert!(stderr.contains("server answered 404"), "{stderr}");
+
+    let (ok, _, stderr) = run_cli(&["logs", "--severity", "loud", "--server", &api]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("server answered 400") && stderr.contains("loud"),
+        "{stderr}"
+    );
+
+    // the demo pointed at the API listener instead of OTLP/HTTP
+    let (ok, _, stderr) = run_cli(&["demo", "--endpoint", &api, "--traces", "1"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("server answered 404") && stderr.contains("OTLP/HTTP listener"),
+        "{stderr}"
+    );
 }
 
 #[test]
