@@ -750,3 +750,61 @@ fn test_store_handle_is_send_sync_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
     assert_traits::<Store>();
 }
+
+#[tokio::test]
+async fn test_age_threshold_seals_a_quiet_memtable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.seal_idle_max_age = Duration::ZERO;
+    let store = Store::open(config).unwrap();
+    store.append_spans(order_trace(1, now_ns())).await.unwrap();
+    // The writer seals on its own; wait for it without calling seal_now.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.storage_stats().span_segments == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memtable was never sealed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.storage_stats().memtable_spans, 0);
+    assert_eq!(store.get_trace(trace_id(1)).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn test_scans_stop_when_the_visitor_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let start = now_ns();
+    for trace in 1..=3 {
+        store.append_spans(order_trace(trace, start)).await.unwrap();
+        store
+            .append_logs(vec![log("batch", start + trace, 9, "line", None)])
+            .await
+            .unwrap();
+    }
+    store.seal_now().unwrap();
+    store.append_spans(order_trace(4, start)).await.unwrap();
+    for limit in [1, 3, 4, 10] {
+        let mut seen = 0;
+        store
+            .scan_spans(&SpanFilter::default(), &mut |_| {
+                seen += 1;
+                if seen == limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(seen, limit.min(12));
+    }
+    let mut seen = 0;
+    store
+        .scan_logs(&LogFilter::default(), &mut |_| {
+            seen += 1;
+            ControlFlow::Break(())
+        })
+        .unwrap();
+    assert_eq!(seen, 1);
+}
