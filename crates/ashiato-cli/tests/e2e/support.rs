@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -109,12 +110,11 @@ impl TestServer {
     /// SIGTERM, expect a clean exit 0, start again on the same data dir.
     pub fn restart(&mut self) {
         let mut child = self.child.take().expect("server is running");
-        let pid = child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .expect("valid pid");
+        kill_process(pid, Signal::TERM).expect("send SIGTERM");
         let exit = wait_with_timeout(&mut child, SHUTDOWN_TIMEOUT).unwrap_or_else(|| {
             panic!("server did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM")
         });
