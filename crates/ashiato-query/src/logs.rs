@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use ashiato_model::{LogRecord, Severity, TraceId};
 use ashiato_store::LogFilter;
 
+use crate::traces::{WIDENING_WINDOWS_NS, now_unix_nanos};
 use crate::{QueryError, ReadStore, effective_limit};
 
 /// A log search; every set predicate must hold.
@@ -38,16 +39,42 @@ impl LogQuery {
 
 /// The newest `limit` matching records.
 ///
-/// The store's scan order is a hint only, so every match is looked at; the
-/// buffer is pruned whenever it reaches twice the limit, which keeps memory
-/// at O(limit) however many records match.
+/// Like trace search, windows ending at the query's end (or now) are tried
+/// from narrow to wide, so "the latest logs" read recent data only. The
+/// store's scan order is a hint only, so every match in a window is looked
+/// at; the buffer is pruned whenever it reaches twice the limit, which
+/// keeps memory at O(limit) however many records match.
 pub(crate) fn find_logs(
     store: &dyn ReadStore,
     query: &LogQuery,
 ) -> Result<Vec<LogRecord>, QueryError> {
     let limit = effective_limit(query.limit);
+    let filter = query.log_filter();
+    let upper = filter.time_max_ns.unwrap_or_else(now_unix_nanos);
+    for window in WIDENING_WINDOWS_NS {
+        let lower = upper.saturating_sub(window);
+        if filter.time_min_ns.is_some_and(|min| min >= lower) {
+            break;
+        }
+        let narrowed = LogFilter {
+            time_min_ns: Some(lower),
+            ..filter.clone()
+        };
+        let found = newest_logs(store, &narrowed, limit)?;
+        if found.len() >= limit {
+            return Ok(found);
+        }
+    }
+    newest_logs(store, &filter, limit)
+}
+
+fn newest_logs(
+    store: &dyn ReadStore,
+    filter: &LogFilter,
+    limit: usize,
+) -> Result<Vec<LogRecord>, QueryError> {
     let mut newest: Vec<LogRecord> = Vec::new();
-    store.scan_logs(&query.log_filter(), &mut |log| {
+    store.scan_logs(filter, &mut |log| {
         newest.push(log.clone());
         if newest.len() >= limit * 2 {
             keep_newest(&mut newest, limit);
@@ -112,6 +139,33 @@ mod tests {
         let times: Vec<u64> = logs.iter().map(|log| log.time_unix_nano).collect();
         assert_eq!(&times[..4], [490, 480, 470, 460]);
         assert!(times.windows(2).all(|pair| pair[0] >= pair[1]));
+    }
+
+    #[test]
+    fn test_recent_logs_found_through_widening_windows() {
+        let minute = 60 * 1_000_000_000;
+        let now = now_unix_nanos();
+        let store = MemoryStore::new();
+        store.add_logs(
+            [1, 90, 3 * 24 * 60, 30 * 24 * 60]
+                .map(|age| log(now - age * minute, "batch", 9, &format!("{age}m ago"))),
+        );
+        let service = QueryService::new(Arc::new(store));
+        let bodies = |limit| {
+            let query = LogQuery {
+                limit: Some(limit),
+                ..LogQuery::default()
+            };
+            service
+                .find_logs(&query)
+                .unwrap()
+                .iter()
+                .map(|log| log.body.to_text())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bodies(1), ["1m ago"]);
+        assert_eq!(bodies(2), ["1m ago", "90m ago"]);
+        assert_eq!(bodies(5), ["1m ago", "90m ago", "4320m ago", "43200m ago"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ashiato_model::{Span, TraceId};
 use ashiato_store::SpanFilter;
@@ -146,17 +147,52 @@ pub(crate) fn find_traces(
     Ok(summaries)
 }
 
+/// Look-back windows tried, narrowest first, before scanning the whole
+/// requested range: "the latest traces" should read recent segments only.
+pub(crate) const WIDENING_WINDOWS_NS: [u64; 4] = [
+    15 * 60 * 1_000_000_000,
+    2 * 3600 * 1_000_000_000,
+    24 * 3600 * 1_000_000_000,
+    7 * 24 * 3600 * 1_000_000_000,
+];
+
 /// The `limit` traces whose earliest matching span started last.
 ///
-/// Ranking by the earliest matching span rather than the trace's start
-/// avoids loading every candidate trace. The two are equal whenever the
-/// root matches (every unfiltered search) and close otherwise; the final
-/// list is re-sorted by the real trace start.
+/// Windows ending at the query's end (or now) are tried from narrow to
+/// wide; as soon as one holds `limit` traces, nothing older can rank above
+/// them, so older data is never read. Ranking by the earliest matching
+/// span rather than the trace's start avoids loading every candidate
+/// trace; the two are equal whenever the root matches (every unfiltered
+/// search) and close otherwise. The final list is re-sorted by the real
+/// trace start.
 fn newest_matching_traces(
     store: &dyn ReadStore,
     filter: &SpanFilter,
     limit: usize,
 ) -> Result<Vec<TraceId>, QueryError> {
+    let upper = filter.start_max_ns.unwrap_or_else(now_unix_nanos);
+    for window in WIDENING_WINDOWS_NS {
+        let lower = upper.saturating_sub(window);
+        if filter.start_min_ns.is_some_and(|min| min >= lower) {
+            break;
+        }
+        let narrowed = SpanFilter {
+            start_min_ns: Some(lower),
+            ..filter.clone()
+        };
+        let found = earliest_matches(store, &narrowed)?;
+        if found.len() >= limit {
+            return Ok(newest(found, limit));
+        }
+    }
+    Ok(newest(earliest_matches(store, filter)?, limit))
+}
+
+/// Each matching trace with the start of its earliest matching span.
+fn earliest_matches(
+    store: &dyn ReadStore,
+    filter: &SpanFilter,
+) -> Result<HashMap<TraceId, u64>, QueryError> {
     let mut earliest_match: HashMap<TraceId, u64> = HashMap::new();
     store.scan_spans(filter, &mut |span| {
         let start = earliest_match
@@ -165,10 +201,21 @@ fn newest_matching_traces(
         *start = (*start).min(span.start_time_unix_nano);
         ControlFlow::Continue(())
     })?;
-    let mut ranked: Vec<(TraceId, u64)> = earliest_match.into_iter().collect();
+    Ok(earliest_match)
+}
+
+fn newest(matches: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceId> {
+    let mut ranked: Vec<(TraceId, u64)> = matches.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     ranked.truncate(limit);
-    Ok(ranked.into_iter().map(|(trace_id, _)| trace_id).collect())
+    ranked.into_iter().map(|(trace_id, _)| trace_id).collect()
+}
+
+pub(crate) fn now_unix_nanos() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -265,6 +312,42 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn test_recent_traces_found_through_widening_windows() {
+        let minute = 60 * 1_000_000_000;
+        let now = now_unix_nanos();
+        let mut spans = Vec::new();
+        for (trace, age_minutes) in [(1, 1), (2, 3), (3, 60), (4, 3 * 24 * 60), (5, 30 * 24 * 60)] {
+            let start = now - age_minutes * minute;
+            spans.push(span(
+                trace,
+                trace * 10,
+                None,
+                "checkout",
+                "注文作成",
+                start,
+                start + 1_000,
+            ));
+        }
+        let service = service_with(spans);
+        let newest_ids = |limit| {
+            let query = TraceQuery {
+                limit: Some(limit),
+                ..TraceQuery::default()
+            };
+            service
+                .find_traces(&query)
+                .unwrap()
+                .iter()
+                .map(|s| s.trace_id.low_u64())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(newest_ids(2), [1, 2]);
+        assert_eq!(newest_ids(3), [1, 2, 3]);
+        assert_eq!(newest_ids(4), [1, 2, 3, 4]);
+        assert_eq!(newest_ids(10), [1, 2, 3, 4, 5]);
     }
 
     #[test]
