@@ -808,3 +808,78 @@ async fn test_scans_stop_when_the_visitor_breaks() {
         .unwrap();
     assert_eq!(seen, 1);
 }
+
+const CRASH_CHILD_ENV: &str = "ASHIATO_STORE_CRASH_CHILD";
+
+/// In the child process: append traces forever (bounded), announcing each
+/// acknowledgement, sealing now and then so the kill can land anywhere.
+async fn crash_child(dir: &Path) {
+    let store = Store::open(config(dir)).unwrap();
+    let start = now_ns();
+    for trace in 1..=100_000u64 {
+        store.append_spans(order_trace(trace, start)).await.unwrap();
+        println!("acked {trace}");
+        std::io::stdout().flush().unwrap();
+        if trace.is_multiple_of(15) {
+            store.seal_now().unwrap();
+        }
+    }
+}
+
+/// Makes sure a failing test never leaves the child appending.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn test_kill_9_after_acknowledgement_loses_nothing() {
+    if let Some(dir) = std::env::var_os(CRASH_CHILD_ENV) {
+        crash_child(Path::new(&dir)).await;
+        return;
+    }
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "test_kill_9_after_acknowledgement_loses_nothing",
+            "--nocapture",
+        ])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let mut acknowledged = 0u64;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(number) = line.unwrap().strip_prefix("acked ") {
+            acknowledged = number.parse().unwrap();
+            if acknowledged >= 40 {
+                break;
+            }
+        }
+    }
+    child.0.kill().unwrap(); // SIGKILL on unix
+    child.0.wait().unwrap();
+    assert!(acknowledged >= 40);
+
+    let store = Store::open(config(dir.path())).unwrap();
+    for trace in 1..=acknowledged {
+        assert_eq!(
+            store.get_trace(trace_id(trace)).unwrap().len(),
+            3,
+            "trace {trace}"
+        );
+    }
+    let stored = all_spans(&store, &SpanFilter::default()).len() as u64;
+    assert!(
+        stored >= acknowledged * 3 && stored.is_multiple_of(3),
+        "{stored} spans"
+    );
+}
