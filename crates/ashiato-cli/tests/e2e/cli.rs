@@ -272,3 +272,51 @@ fn test_unreachable_server_is_a_clear_error() {
     assert!(!ok);
     assert!(stderr.contains("cannot reach"), "{stderr}");
 }
+
+#[test]
+fn test_trace_command_on_an_sdk_trace() {
+    let server = TestServer::start();
+    let trace_id = crate::sdk::send_shop(&server, "http/protobuf", None);
+    server.wait_for_trace(&trace_id, 3);
+    let api = server.api_base();
+
+    let (ok, tree, stderr) = run_cli(&["trace", &trace_id, "--server", &api]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines.len(), 4, "{tree}");
+    assert!(
+        lines[0].starts_with("GET /orders/{id}") && lines[0].contains("peer-shop"),
+        "{tree}"
+    );
+    assert!(lines[0].contains("http.response.status_code=200"), "{tree}");
+    assert!(
+        !lines[0].contains("ratio="),
+        "only key attributes without --attrs: {tree}"
+    );
+    assert!(lines[1].starts_with("├── SELECT orders"), "{tree}");
+    assert_eq!(lines[2], "│   └── event: cache.miss", "{tree}");
+    assert!(lines[3].starts_with("└── charge card"), "{tree}");
+    assert!(
+        lines[3].ends_with("ERROR ValueError: card declined"),
+        "{tree}"
+    );
+
+    let (ok, tree, _) = run_cli(&["trace", &trace_id, "--attrs", "--server", &api]);
+    assert!(ok);
+    for expected in [
+        "ratio=0.25",
+        "cache.hit=true",
+        "tags=[a,b]",
+        "retry.counts=[1,2,3]",
+    ] {
+        assert!(tree.contains(expected), "{expected} missing: {tree}");
+    }
+    assert!(
+        tree.contains("event: cache.miss  attempt=2  cache.key=order:42"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("event: exception") && tree.contains("exception.type=ValueError"),
+        "{tree}"
+    );
+}
