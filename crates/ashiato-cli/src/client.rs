@@ -47,10 +47,10 @@ pub struct TracesArgs {
     /// Only traces with at least one error span
     #[arg(long)]
     pub error: bool,
-    /// Only traces at least this long, e.g. 100ms, 1.5s
+    /// Only traces with a span (matching the other filters) at least this long, e.g. 100ms, 1.5s
     #[arg(long, value_parser = duration_text)]
     pub min_duration: Option<String>,
-    /// Only traces at most this long
+    /// Only traces with a span (matching the other filters) at most this long
     #[arg(long, value_parser = duration_text)]
     pub max_duration: Option<String>,
     /// Only traces with a span attribute key:value (repeatable; all must match)
