@@ -44,15 +44,42 @@
 //!
 //! # Reads
 //!
-//! Segment metadata (Parquet footer, per-row-group trace-id min/max, time
-//! range, services) is cached in memory, so a trace lookup reads only the
-//! row groups whose trace-id range holds the id, filtering on the
-//! `trace_id` column before decoding anything else. Span rows are sorted by
-//! trace id then start time (so one trace is contiguous and ids compress);
-//! a `trace_id` bloom filter is written for future use. Scans prune
-//! segments by time range and service set, test plain columns, then decode.
+//! Segment metadata is cached in memory when a segment is opened: the
+//! Parquet footer with its page index, time range, services, and for every
+//! row group its trace-id min/max and its `trace_id` bloom filter (about ten
+//! bits per distinct trace). Span rows are sorted by trace id then start
+//! time, so one trace is contiguous, row groups cover disjoint id ranges and
+//! data pages (8k rows) narrow ranges. A trace lookup therefore skips, without
+//! IO, every row group whose range or bloom filter rules the id out, reads
+//! only the pages of the remaining ones whose page-index range holds it, and
+//! decodes other columns only for rows whose `trace_id` matches (a Parquet
+//! row filter).
+//!
+//! Scans prune segments by time range and service set from memory, test the
+//! plain columns (time, service, name, duration, status) and decode a row's
+//! blobs only when those pass. `scan_spans` visits recent data first.
 //! `scan_logs` visits memtable logs newest first, then segments by newest
 //! time, each segment's matches sorted newest first.
+//!
+//! # Encoding
+//!
+//! Span segment columns: `trace_id` FixedSizeBinary(16), `span_id` and
+//! `parent_span_id` FixedSizeBinary(8) (no dictionary: random), `service`,
+//! `name`, `status_message`, `trace_state` strings and `kind`,
+//! `status_code` small ints (Parquet dictionary encoding makes repeats
+//! nearly free), `start_time` u64, `end_offset` i64, `flags` u32, and
+//! `attributes`, `events`, `links`, `resource`, `scope` as blobs in the
+//! store's codec (resource and scope blobs repeat per row and collapse under
+//! dictionary encoding). zstd level 3, row groups of 64k rows. Log segments:
+//! `service`, `time`, `observed_time`, `severity_number`, `severity_text`,
+//! `body` (codec blob), `trace_id`, `span_id`, `flags`, `event_name`,
+//! `attributes`, `resource`, `scope`, sorted by service then time.
+//!
+//! Measured on 100k synthetic spans (5-span traces over 5 services, 10
+//! attributes each with random user ids and amounts): 38.8 bytes/span on
+//! disk after sealing; about 1.26 KB/span estimated in the memtable.
+//! `cargo run --release -p ashiato-store --example store_bench` measures
+//! durable ingest rate, bytes/span and trace lookup latency.
 //!
 //! # Deviations from the recommended design
 //!
