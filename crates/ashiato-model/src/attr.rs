@@ -27,7 +27,10 @@ pub type Attributes = Vec<KeyValue>;
 
 impl KeyValue {
     pub fn new(key: impl Into<String>, value: AttrValue) -> KeyValue {
-        KeyValue { key: key.into(), value }
+        KeyValue {
+            key: key.into(),
+            value,
+        }
     }
 }
 
@@ -111,7 +114,10 @@ impl AttrValue {
 
 /// The first value for `key`.
 pub fn attr_get<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AttrValue> {
-    attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| &kv.value)
 }
 
 /// The first value for `key` if it is a string.

@@ -6,11 +6,19 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{kind} must be {expected} hex digits, got {got} characters")]
-    HexLength { kind: &'static str, expected: &'static str, got: usize },
+    HexLength {
+        kind: &'static str,
+        expected: &'static str,
+        got: usize,
+    },
     #[error("{kind} contains a non-hex character")]
     NotHex { kind: &'static str },
     #[error("{kind} must be {expected} bytes, got {got}")]
-    ByteLength { kind: &'static str, expected: usize, got: usize },
+    ByteLength {
+        kind: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("{kind} is all zeros")]
     Zero { kind: &'static str },
 }
@@ -55,7 +63,11 @@ impl TraceId {
             32 => decode_hex_into("trace id", text, &mut bytes)?,
             16 => decode_hex_into("trace id", text, &mut bytes[8..])?,
             got => {
-                return Err(IdError::HexLength { kind: "trace id", expected: "16 or 32", got });
+                return Err(IdError::HexLength {
+                    kind: "trace id",
+                    expected: "16 or 32",
+                    got,
+                });
             }
         }
         if bytes == [0; 16] {
@@ -104,7 +116,11 @@ impl SpanId {
     pub fn from_hex(text: &str) -> Result<SpanId, IdError> {
         let mut bytes = [0u8; 8];
         if text.len() != 16 {
-            return Err(IdError::HexLength { kind: "span id", expected: "16", got: text.len() });
+            return Err(IdError::HexLength {
+                kind: "span id",
+                expected: "16",
+                got: text.len(),
+            });
         }
         decode_hex_into("span id", text, &mut bytes)?;
         if bytes == [0; 8] {
@@ -199,11 +215,26 @@ mod tests {
 
     #[test]
     fn test_bad_ids_are_refused() {
-        assert!(matches!(TraceId::from_hex("abc"), Err(IdError::HexLength { .. })));
-        assert!(matches!(TraceId::from_hex(&"g".repeat(32)), Err(IdError::NotHex { .. })));
-        assert!(matches!(TraceId::from_hex(&"0".repeat(32)), Err(IdError::Zero { .. })));
-        assert!(matches!(TraceId::from_bytes(&[1, 2]), Err(IdError::ByteLength { .. })));
-        assert!(matches!(SpanId::from_bytes(&[0; 8]), Err(IdError::Zero { .. })));
+        assert!(matches!(
+            TraceId::from_hex("abc"),
+            Err(IdError::HexLength { .. })
+        ));
+        assert!(matches!(
+            TraceId::from_hex(&"g".repeat(32)),
+            Err(IdError::NotHex { .. })
+        ));
+        assert!(matches!(
+            TraceId::from_hex(&"0".repeat(32)),
+            Err(IdError::Zero { .. })
+        ));
+        assert!(matches!(
+            TraceId::from_bytes(&[1, 2]),
+            Err(IdError::ByteLength { .. })
+        ));
+        assert!(matches!(
+            SpanId::from_bytes(&[0; 8]),
+            Err(IdError::Zero { .. })
+        ));
         assert!(SpanId::from_hex("00f067aa0ba902b7").is_ok());
         assert!(SpanId::from_hex("é0f067aa0ba902b").is_err());
     }

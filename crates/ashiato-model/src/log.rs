@@ -92,7 +92,11 @@ impl LogRecord {
     /// The record's time, falling back to when the collector saw it (OTLP
     /// says 0 means unknown).
     pub fn effective_time_unix_nano(&self) -> u64 {
-        if self.time_unix_nano != 0 { self.time_unix_nano } else { self.observed_time_unix_nano }
+        if self.time_unix_nano != 0 {
+            self.time_unix_nano
+        } else {
+            self.observed_time_unix_nano
+        }
     }
 
     /// The severity number, or one derived from the text when the number is 0

@@ -20,7 +20,10 @@ impl Resource {
             .filter(|name| !name.is_empty())
             .unwrap_or(UNKNOWN_SERVICE)
             .to_owned();
-        Resource { attributes, service_name }
+        Resource {
+            attributes,
+            service_name,
+        }
     }
 
     pub fn attributes(&self) -> &[KeyValue] {
@@ -167,7 +170,8 @@ impl Span {
 
     /// End minus start; zero when a client sent an end before the start.
     pub fn duration_ns(&self) -> u64 {
-        self.end_time_unix_nano.saturating_sub(self.start_time_unix_nano)
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
     }
 
     pub fn is_error(&self) -> bool {

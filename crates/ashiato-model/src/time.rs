@@ -3,7 +3,9 @@
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: expected a number with a unit (ns, us, ms, s, m, h, d), e.g. 250ms or 1.5s")]
+#[error(
+    "invalid duration {input:?}: expected a number with a unit (ns, us, ms, s, m, h, d), e.g. 250ms or 1.5s"
+)]
 pub struct DurationParseError {
     pub input: String,
 }
@@ -11,9 +13,13 @@ pub struct DurationParseError {
 /// Parses `250ms`, `1.5s`, `2m`, `7d`, `100us`, `10ns` into nanoseconds. A
 /// bare number is read as nanoseconds only when it is `0`.
 pub fn parse_duration_ns(text: &str) -> Result<u64, DurationParseError> {
-    let error = || DurationParseError { input: text.to_owned() };
+    let error = || DurationParseError {
+        input: text.to_owned(),
+    };
     let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     if number.is_empty() {
         return Err(error());
