@@ -103,6 +103,7 @@
 //! - `data_dir/LOCK` is `flock`ed so a second process cannot open the same
 //!   store and interleave WAL files.
 
+mod aggregates;
 mod catalog;
 mod codec;
 mod memtable;
@@ -135,6 +136,9 @@ use crate::stats::OpStats;
 use crate::wal::{RecordKind, WalFile, io_error};
 use crate::writer::{Batch, Commit, Gate, Writer, WriterMsg};
 
+pub use crate::aggregates::{
+    AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, ServiceAggregate,
+};
 pub use crate::codec::CodecError;
 
 /// How the store is opened.
@@ -327,6 +331,8 @@ struct Shared {
     /// Estimated bytes of active + frozen memtables.
     memory_bytes: AtomicU64,
     shutting_down: AtomicBool,
+    /// Per-minute service/operation figures (see `aggregates`).
+    aggregates: aggregates::Aggregates,
 }
 
 struct Inner {
@@ -386,6 +392,9 @@ impl Store {
             load_segments(&catalog, &paths.segments_dir)?;
 
         let (active, wal) = replay_wal(&paths.wal_dir, covered)?;
+        let aggregates =
+            aggregates::Aggregates::open(&config.data_dir.join("aggregates"), covered)?;
+        aggregates.record(active.spans());
         let memory = active.estimated_bytes;
         let state = State {
             active,
@@ -406,6 +415,7 @@ impl Store {
             catalog: Mutex::new(catalog),
             memory_bytes: AtomicU64::new(memory),
             shutting_down: AtomicBool::new(false),
+            aggregates,
         });
         retention::enforce(&shared)?;
 
@@ -672,6 +682,12 @@ impl Store {
     }
 
     /// Span and error counts per service, by name.
+    /// Per service and operation counts, errors and latency percentiles over
+    /// a time range, from the per-minute aggregates kept at ingest.
+    pub fn aggregates(&self, query: &AggregateQuery) -> Vec<ServiceAggregate> {
+        self.inner.shared.aggregates.query(query)
+    }
+
     pub fn service_stats(&self) -> Vec<ServiceStats> {
         let mut services: Vec<ServiceStats> = Vec::new();
         for (service, _, counts) in self.merged_stats().iter() {

@@ -155,7 +155,10 @@ impl Writer {
             for commit in commits {
                 let size = commit.memory;
                 match commit.batch {
-                    Batch::Spans(spans) => state.active.insert_spans(spans, size),
+                    Batch::Spans(spans) => {
+                        self.shared.aggregates.record(&spans);
+                        state.active.insert_spans(spans, size)
+                    }
                     Batch::Logs(logs) => state.active.insert_logs(logs, size),
                 }
                 waiters.push((commit.done, commit.permit));
@@ -221,6 +224,8 @@ impl Writer {
             state.frozen.push(frozen.clone());
             frozen
         };
+        // before the sealer can cover this WAL file (see `aggregates`)
+        self.shared.aggregates.persist_generation(frozen.wal_seq);
         info!(
             wal_seq = frozen.wal_seq,
             spans = frozen.span_count,

@@ -1,0 +1,632 @@
+//! Per-minute service and operation aggregates, computed at ingest.
+//!
+//! Every span that enters the memtable (appended or replayed) adds one to a
+//! cell keyed by (minute of its start, service, span name, entry-or-not):
+//! count, errors, summed duration and a log-bucketed latency histogram. The
+//! services page reads these cells instead of scanning spans, so its cost
+//! depends on the number of minutes and operations, not on span volume.
+//!
+//! # Persistence
+//!
+//! Cells added since the last rotation form the "open generation". When the
+//! writer freezes memtable `N` it writes the open generation to
+//! `aggregates/<N:08>.agg` (temp file, fsync, rename) *before* the sealer can
+//! mark WAL `N` as covered. At open, files at or below the covered mark are
+//! loaded; newer ones are deleted, because their WAL files are replayed and
+//! recounted. A crash at any step therefore neither loses nor double counts.
+//!
+//! File format: `ASHAGG1\n`, a body, then the body's CRC-32 (u32 LE). Body:
+//! u32 cell count, then per cell u64 minute, u8 entry flag, service and
+//! operation as u32 length + UTF-8, u64 count, u64 errors, u64 sum of
+//! durations, u32 bucket count, then (u16 bucket, u64 count) pairs. All
+//! integers little endian.
+//!
+//! Aggregates outlive span retention on purpose: they are small (one cell
+//! per operation and minute) and keep long-range rates after spans age out.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ashiato_model::{Span, SpanKind};
+use tracing::{error, warn};
+
+use crate::StoreError;
+use crate::wal::io_error;
+
+/// Nanoseconds per aggregation minute.
+pub const MINUTE_NS: u64 = 60_000_000_000;
+/// Relative growth between histogram bucket bounds: about 2% error.
+const GAMMA: f64 = 1.04;
+/// The most points a series is cut into; a finer step is widened.
+pub const MAX_POINTS: u64 = 1440;
+const MAGIC: &[u8; 8] = b"ASHAGG1\n";
+
+/// A latency histogram with logarithmic buckets: bucket 0 holds zero
+/// durations, bucket `i >= 1` holds durations in `(GAMMA^(i-2), GAMMA^(i-1)]` ns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    buckets: BTreeMap<u16, u64>,
+}
+
+impl Histogram {
+    fn bucket_of(duration_ns: u64) -> u16 {
+        if duration_ns == 0 {
+            return 0;
+        }
+        let exponent = (duration_ns as f64).ln() / GAMMA.ln();
+        // u64::MAX lands near bucket 1131, far below u16::MAX
+        1 + exponent.ceil().max(0.0) as u16
+    }
+
+    /// The value reported for a bucket: the middle of its bounds.
+    fn bucket_value(bucket: u16) -> u64 {
+        match bucket {
+            0 => 0,
+            1 => 1,
+            _ => {
+                let lower = GAMMA.powi(i32::from(bucket) - 2);
+                (lower * (1.0 + GAMMA) / 2.0).round() as u64
+            }
+        }
+    }
+
+    pub fn record(&mut self, duration_ns: u64) {
+        *self
+            .buckets
+            .entry(Self::bucket_of(duration_ns))
+            .or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (&bucket, &count) in &other.buckets {
+            *self.buckets.entry(bucket).or_default() += count;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.values().sum()
+    }
+
+    /// The `q` quantile (0..=1) in nanoseconds, within about 2%; 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (&bucket, &count) in &self.buckets {
+            seen += count;
+            if seen >= rank {
+                return Self::bucket_value(bucket);
+            }
+        }
+        0
+    }
+}
+
+/// Figures of one key over one minute, or merged over many.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Cell {
+    count: u64,
+    errors: u64,
+    sum_ns: u64,
+    histogram: Histogram,
+}
+
+impl Cell {
+    fn merge(&mut self, other: &Cell) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
+        self.histogram.merge(&other.histogram);
+    }
+
+    fn summary(&self) -> LatencySummary {
+        LatencySummary {
+            count: self.count,
+            errors: self.errors,
+            sum_ns: self.sum_ns,
+            p50_ns: self.histogram.quantile(0.50),
+            p95_ns: self.histogram.quantile(0.95),
+            p99_ns: self.histogram.quantile(0.99),
+        }
+    }
+}
+
+/// Minute first, so a time range is one contiguous `BTreeMap` range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    minute: u64,
+    service: String,
+    operation: String,
+    /// The span is where a request enters its service (server or consumer
+    /// kind, or a root): service-level rates count only these when any exist.
+    entry: bool,
+}
+
+type Table = BTreeMap<Key, Cell>;
+
+fn is_entry(span: &Span) -> bool {
+    matches!(span.kind, SpanKind::Server | SpanKind::Consumer) || span.is_root()
+}
+
+fn add_span(table: &mut Table, span: &Span) {
+    let key = Key {
+        minute: span.start_time_unix_nano / MINUTE_NS,
+        service: span.service_name().to_owned(),
+        operation: span.name.clone(),
+        entry: is_entry(span),
+    };
+    let cell = table.entry(key).or_default();
+    let duration = span.duration_ns();
+    cell.count += 1;
+    cell.errors += u64::from(span.is_error());
+    cell.sum_ns = cell.sum_ns.saturating_add(duration);
+    cell.histogram.record(duration);
+}
+
+/// Which minutes an aggregate query covers and how they are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregateQuery {
+    pub start_ns: u64,
+    /// Exclusive.
+    pub end_ns: u64,
+    /// Width of one series point; rounded to whole minutes, at least one.
+    pub step_ns: u64,
+}
+
+impl AggregateQuery {
+    fn first_minute(&self) -> u64 {
+        self.start_ns / MINUTE_NS
+    }
+
+    /// Exclusive.
+    fn end_minute(&self) -> u64 {
+        self.end_ns.div_ceil(MINUTE_NS).max(self.first_minute() + 1)
+    }
+
+    /// Minutes per series point, widened so there are at most `MAX_POINTS`.
+    pub fn step_minutes(&self) -> u64 {
+        let minutes = self.end_minute() - self.first_minute();
+        (self.step_ns / MINUTE_NS)
+            .max(1)
+            .max(minutes.div_ceil(MAX_POINTS))
+    }
+
+    pub fn points(&self) -> usize {
+        let minutes = self.end_minute() - self.first_minute();
+        usize::try_from(minutes.div_ceil(self.step_minutes())).unwrap_or(usize::MAX)
+    }
+
+    /// Start of the first point (unix nanoseconds, minute aligned).
+    pub fn aligned_start_ns(&self) -> u64 {
+        self.first_minute() * MINUTE_NS
+    }
+}
+
+/// Count, errors and latency percentiles over some span population.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub errors: u64,
+    pub sum_ns: u64,
+    pub p50_ns: u64,
+    pub p95_ns: u64,
+    pub p99_ns: u64,
+}
+
+/// One operation's figures over the range and per step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationAggregate {
+    pub name: String,
+    pub total: LatencySummary,
+    pub series: Vec<LatencySummary>,
+}
+
+/// One service's figures (entry spans, or all spans if it has none) and its
+/// operations, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceAggregate {
+    pub name: String,
+    pub total: LatencySummary,
+    pub series: Vec<LatencySummary>,
+    pub operations: Vec<OperationAggregate>,
+}
+
+/// A total plus one cell per series point, being summed.
+struct Accumulator {
+    total: Cell,
+    series: Vec<Cell>,
+}
+
+impl Accumulator {
+    fn new(points: usize) -> Accumulator {
+        Accumulator {
+            total: Cell::default(),
+            series: vec![Cell::default(); points],
+        }
+    }
+
+    fn add(&mut self, point: usize, cell: &Cell) {
+        self.total.merge(cell);
+        if let Some(slot) = self.series.get_mut(point) {
+            slot.merge(cell);
+        }
+    }
+
+    fn summaries(&self) -> (LatencySummary, Vec<LatencySummary>) {
+        (
+            self.total.summary(),
+            self.series.iter().map(Cell::summary).collect(),
+        )
+    }
+}
+
+struct ServiceAccumulator {
+    entry: Accumulator,
+    all: Accumulator,
+    operations: BTreeMap<String, Accumulator>,
+}
+
+struct Tables {
+    /// Everything: loaded files, replayed WAL and new appends.
+    all: Table,
+    /// Added since the last rotation; written out at the next one.
+    open_generation: Table,
+}
+
+/// The aggregates of one store directory.
+pub struct Aggregates {
+    dir: PathBuf,
+    tables: Mutex<Tables>,
+}
+
+impl Aggregates {
+    /// Loads the generations the catalog covers and deletes newer ones
+    /// (their WAL is replayed, which recounts them).
+    pub fn open(dir: &Path, covered: u64) -> Result<Aggregates, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let mut all = Table::new();
+        for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+            let entry = entry.map_err(|e| io_error(dir, e))?;
+            let path = entry.path();
+            let seq = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.strip_suffix(".agg"))
+                .and_then(|stem| stem.parse::<u64>().ok());
+            match seq {
+                Some(seq) if seq <= covered => load_file(&path, &mut all),
+                _ => {
+                    // not covered yet (recounted from the WAL) or a stale temp file
+                    fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                }
+            }
+        }
+        Ok(Aggregates {
+            dir: dir.to_owned(),
+            tables: Mutex::new(Tables {
+                all,
+                open_generation: Table::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts spans that were just inserted into (or replayed into) the
+    /// active memtable.
+    pub fn record<'a>(&self, spans: impl IntoIterator<Item = &'a Span>) {
+        let mut tables = self.lock();
+        let tables = &mut *tables;
+        for span in spans {
+            add_span(&mut tables.all, span);
+            add_span(&mut tables.open_generation, span);
+        }
+    }
+
+    /// Writes the open generation as the aggregates of memtable `seq`. Called
+    /// by the writer when it freezes that memtable, before the sealer can
+    /// cover its WAL. On failure the cells stay open and go out with the
+    /// next generation.
+    pub fn persist_generation(&self, seq: u64) {
+        let generation = std::mem::take(&mut self.lock().open_generation);
+        if let Err(failure) = write_file(&self.dir, seq, &generation) {
+            error!(wal_seq = seq, error = %failure, "could not write aggregates, keeping them for the next generation");
+            let mut tables = self.lock();
+            for (key, cell) in generation {
+                tables.open_generation.entry(key).or_default().merge(&cell);
+            }
+        }
+    }
+
+    /// Per service and operation figures over `query`'s range, by name.
+    pub fn query(&self, query: &AggregateQuery) -> Vec<ServiceAggregate> {
+        let points = query.points();
+        let step = query.step_minutes();
+        let first = query.first_minute();
+        let from = Key {
+            minute: first,
+            service: String::new(),
+            operation: String::new(),
+            entry: false,
+        };
+        let mut services: BTreeMap<String, ServiceAccumulator> = BTreeMap::new();
+        {
+            let tables = self.lock();
+            for (key, cell) in tables.all.range(from..) {
+                if key.minute >= query.end_minute() {
+                    break;
+                }
+                let point = usize::try_from((key.minute - first) / step).unwrap_or(usize::MAX);
+                let service = services
+                    .entry(key.service.clone())
+                    .or_insert_with(|| ServiceAccumulator {
+                        entry: Accumulator::new(points),
+                        all: Accumulator::new(points),
+                        operations: BTreeMap::new(),
+                    });
+                service.all.add(point, cell);
+                if key.entry {
+                    service.entry.add(point, cell);
+                }
+                service
+                    .operations
+                    .entry(key.operation.clone())
+                    .or_insert_with(|| Accumulator::new(points))
+                    .add(point, cell);
+            }
+        }
+        services
+            .into_iter()
+            .map(|(name, service)| {
+                let chosen = if service.entry.total.count > 0 {
+                    &service.entry
+                } else {
+                    &service.all
+                };
+                let (total, series) = chosen.summaries();
+                let operations = service
+                    .operations
+                    .into_iter()
+                    .map(|(name, operation)| {
+                        let (total, series) = operation.summaries();
+                        OperationAggregate {
+                            name,
+                            total,
+                            series,
+                        }
+                    })
+                    .collect();
+                ServiceAggregate {
+                    name,
+                    total,
+                    series,
+                    operations,
+                }
+            })
+            .collect()
+    }
+}
+
+fn file_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:08}.agg"))
+}
+
+fn write_file(dir: &Path, seq: u64, table: &Table) -> Result<(), StoreError> {
+    let body = encode(table);
+    let mut bytes = Vec::with_capacity(MAGIC.len() + body.len() + 4);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    let path = file_path(dir, seq);
+    let temp = dir.join(format!("{seq:08}.agg.tmp"));
+    let mut file = fs::File::create(&temp).map_err(|e| io_error(&temp, e))?;
+    file.write_all(&bytes).map_err(|e| io_error(&temp, e))?;
+    file.sync_all().map_err(|e| io_error(&temp, e))?;
+    fs::rename(&temp, &path).map_err(|e| io_error(&path, e))?;
+    // the rename itself must be durable before the catalog covers the WAL
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+fn load_file(path: &Path, into: &mut Table) {
+    let loaded = fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| decode_file(&bytes).ok_or_else(|| "corrupt file".to_owned()));
+    match loaded {
+        Ok(table) => {
+            for (key, cell) in table {
+                into.entry(key).or_default().merge(&cell);
+            }
+        }
+        Err(reason) => {
+            warn!(path = %path.display(), %reason, "skipped unreadable aggregates file");
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn encode(table: &Table) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    for (key, cell) in table {
+        out.extend_from_slice(&key.minute.to_le_bytes());
+        out.push(u8::from(key.entry));
+        put_str(&mut out, &key.service);
+        put_str(&mut out, &key.operation);
+        out.extend_from_slice(&cell.count.to_le_bytes());
+        out.extend_from_slice(&cell.errors.to_le_bytes());
+        out.extend_from_slice(&cell.sum_ns.to_le_bytes());
+        out.extend_from_slice(&(cell.histogram.buckets.len() as u32).to_le_bytes());
+        for (&bucket, &count) in &cell.histogram.buckets {
+            out.extend_from_slice(&bucket.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Reads little-endian values off a byte slice; every read is bounds checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.u32()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+/// Parses a whole aggregates file; `None` when it is truncated or corrupt.
+/// Never panics, whatever the bytes.
+fn decode_file(bytes: &[u8]) -> Option<Table> {
+    let body = bytes.strip_prefix(MAGIC.as_slice())?;
+    let split = body.len().checked_sub(4)?;
+    let (body, crc) = body.split_at(split);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let mut reader = Reader { bytes: body };
+    let cells = reader.u32()?;
+    let mut table = Table::new();
+    for _ in 0..cells {
+        let minute = reader.u64()?;
+        let entry = reader.take(1)?.first().copied()? != 0;
+        let service = reader.string()?;
+        let operation = reader.string()?;
+        let mut cell = Cell {
+            count: reader.u64()?,
+            errors: reader.u64()?,
+            sum_ns: reader.u64()?,
+            histogram: Histogram::default(),
+        };
+        for _ in 0..reader.u32()? {
+            let bucket = reader.u16()?;
+            let count = reader.u64()?;
+            *cell.histogram.buckets.entry(bucket).or_default() += count;
+        }
+        let key = Key {
+            minute,
+            service,
+            operation,
+            entry,
+        };
+        table.entry(key).or_default().merge(&cell);
+    }
+    reader.bytes.is_empty().then_some(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_histogram_quantiles_stay_within_two_percent() {
+        let mut histogram = Histogram::default();
+        for ms in 1..=1000u64 {
+            histogram.record(ms * 1_000_000);
+        }
+        for (q, expected) in [(0.5, 500e6), (0.95, 950e6), (0.99, 990e6), (1.0, 1000e6)] {
+            let actual = histogram.quantile(q) as f64;
+            assert!(
+                (actual - expected).abs() / expected <= 0.021,
+                "q{q}: {actual}"
+            );
+        }
+        assert_eq!(Histogram::default().quantile(0.5), 0);
+        let mut zeros = Histogram::default();
+        zeros.record(0);
+        zeros.record(u64::MAX);
+        assert_eq!(zeros.quantile(0.5), 0);
+        assert!(zeros.quantile(1.0) > 1 << 62);
+    }
+
+    #[test]
+    fn test_file_round_trips_and_rejects_every_truncation_and_flip() {
+        let mut table = Table::new();
+        for minute in 0..3 {
+            let mut cell = Cell::default();
+            for d in [0, 1, 5, 1_000_000] {
+                cell.count += 1;
+                cell.sum_ns += d;
+                cell.histogram.record(d);
+            }
+            cell.errors = minute;
+            let key = Key {
+                minute,
+                service: "サービス".into(),
+                operation: format!("op{minute}"),
+                entry: minute % 2 == 0,
+            };
+            table.insert(key, cell);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), 1, &table).unwrap();
+        let bytes = fs::read(file_path(dir.path(), 1)).unwrap();
+        assert_eq!(decode_file(&bytes), Some(table));
+        for len in 0..bytes.len() {
+            assert_eq!(decode_file(&bytes[..len]), None, "truncated to {len}");
+        }
+        for index in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[index] ^= 0x40;
+            assert_eq!(decode_file(&flipped), None, "flipped byte {index}");
+        }
+    }
+
+    #[test]
+    fn test_query_steps_are_widened_to_at_most_max_points() {
+        let query = AggregateQuery {
+            start_ns: 0,
+            end_ns: 30 * 24 * 60 * MINUTE_NS,
+            step_ns: 0,
+        };
+        assert!(query.points() as u64 <= MAX_POINTS);
+        assert_eq!(query.step_minutes(), 30);
+        let partial = AggregateQuery {
+            start_ns: MINUTE_NS / 2,
+            end_ns: MINUTE_NS / 2 + 1,
+            step_ns: MINUTE_NS,
+        };
+        assert_eq!(partial.points(), 1);
+        assert_eq!(partial.aligned_start_ns(), 0);
+    }
+}
