@@ -4,6 +4,8 @@
 //! Routes (all `GET`):
 //! - `/api/v1/services`: span and error counts per service
 //! - `/api/v1/services/{service}/operations`: the same per span name
+//! - `/api/v1/services/stats?start=&end=&step=`: rates, errors and latency
+//!   percentiles per service and operation from ingest aggregates
 //! - `/api/v1/traces?service=&operation=&error=&min_duration=&max_duration=&attr=k:v&start=&end=&limit=`
 //! - `/api/v1/traces/{trace_id}`: every span of one trace
 //! - `/api/v1/logs?service=&severity=&trace_id=&q=&start=&end=&limit=`
@@ -16,6 +18,7 @@
 mod dto;
 mod error;
 mod params;
+mod services;
 
 use std::sync::Arc;
 
@@ -40,6 +43,7 @@ type QueryState = State<Arc<QueryService>>;
 pub fn router(query: Arc<QueryService>) -> Router {
     let v1 = Router::new()
         .route("/v1/services", get(list_services))
+        .route("/v1/services/stats", get(services::service_stats))
         .route("/v1/services/{service}/operations", get(list_operations))
         .route("/v1/traces", get(search_traces))
         .route("/v1/traces/{trace_id}", get(get_trace))

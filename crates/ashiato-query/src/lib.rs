@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use ashiato_model::{LogRecord, Span, TraceId};
 
-pub use ashiato_store::{OperationStats, ServiceStats, StoreError};
+pub use ashiato_store::{
+    AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, OperationStats, ServiceAggregate,
+    ServiceStats, StoreError,
+};
 pub use logs::LogQuery;
 pub use reader::ReadStore;
 pub use time::parse_time;
@@ -73,6 +76,12 @@ impl QueryService {
     /// Span and error counts per operation (span name) of one service, by name.
     pub fn operations(&self, service: &str) -> Vec<OperationStats> {
         self.store.operation_stats(service)
+    }
+
+    /// Per service and operation rates, errors and latency percentiles over
+    /// a range, from the aggregates kept at ingest (no span scan).
+    pub fn service_aggregates(&self, query: &AggregateQuery) -> Vec<ServiceAggregate> {
+        self.store.aggregates(query)
     }
 
     /// Log records matching every predicate of `query`, newest first.

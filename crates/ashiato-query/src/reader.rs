@@ -7,7 +7,10 @@
 use std::ops::ControlFlow;
 
 use ashiato_model::{LogRecord, Span, TraceId};
-use ashiato_store::{LogFilter, OperationStats, ServiceStats, SpanFilter, Store, StoreError};
+use ashiato_store::{
+    AggregateQuery, LogFilter, OperationStats, ServiceAggregate, ServiceStats, SpanFilter, Store,
+    StoreError,
+};
 
 /// Blocking reads of stored spans and logs.
 pub trait ReadStore: Send + Sync {
@@ -31,6 +34,12 @@ pub trait ReadStore: Send + Sync {
     fn service_stats(&self) -> Vec<ServiceStats>;
 
     fn operation_stats(&self, service: &str) -> Vec<OperationStats>;
+
+    /// Per-minute ingest aggregates over a range; a backend without them
+    /// answers none.
+    fn aggregates(&self, _query: &AggregateQuery) -> Vec<ServiceAggregate> {
+        Vec::new()
+    }
 }
 
 impl ReadStore for Store {
@@ -60,5 +69,9 @@ impl ReadStore for Store {
 
     fn operation_stats(&self, service: &str) -> Vec<OperationStats> {
         Store::operation_stats(self, service)
+    }
+
+    fn aggregates(&self, query: &AggregateQuery) -> Vec<ServiceAggregate> {
+        Store::aggregates(self, query)
     }
 }
