@@ -1,0 +1,249 @@
+//! Candidate extraction: the inline, per-batch part of error tracking.
+//!
+//! It runs on the ingest path, so the common case must cost almost
+//! nothing: a span with status != ERROR, no `exception` event and no
+//! `error.*` attribute is rejected after one pass over its events and
+//! attribute keys, without allocating. Only the few spans and ERROR logs
+//! that carry an error signal are copied into small [`Candidate`]s.
+
+use ashiato_model::{
+    AttrValue, KeyValue, LogRecord, Severity, Span, SpanKind, StatusCode, attr_get,
+};
+
+use crate::types::{Candidate, CandidateKind, Source};
+
+/// Attribute values longer than this are not kept for facets and samples.
+const MAX_FACET_VALUE: usize = 200;
+/// At most this many attributes are kept per candidate.
+const MAX_ATTRIBUTES: usize = 40;
+/// Longest stack text kept (the parser reads at most 2000 lines anyway).
+const MAX_STACK_BYTES: usize = 64 * 1024;
+
+/// Appends the candidates of `spans` to `out`.
+pub fn span_candidates(spans: &[Span], out: &mut Vec<Candidate>) {
+    for span in spans {
+        if has_error_signal(span) {
+            out.push(span_candidate(span));
+        }
+    }
+}
+
+/// The fast path: most spans fail all three checks.
+fn has_error_signal(span: &Span) -> bool {
+    span.status.code == StatusCode::Error
+        || span.events.iter().any(|event| event.name == "exception")
+        || span
+            .attributes
+            .iter()
+            .any(|kv| kv.key.starts_with("error.") && kv.key != "error.type")
+}
+
+fn text(attributes: &[KeyValue], keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|key| match attr_get(attributes, key) {
+        Some(AttrValue::Empty) | None => None,
+        Some(value) => Some(value.to_text()).filter(|text| !text.is_empty()),
+    })
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// Base service: `_dd.base_service` wins, so a Datadog integration that
+/// renamed its spans' service does not split the app's errors.
+fn base_service(attributes: &[KeyValue], resource_service: &str) -> String {
+    text(attributes, &["_dd.base_service"]).unwrap_or_else(|| resource_service.to_owned())
+}
+
+fn environment(attributes: &[KeyValue], resource: &[KeyValue]) -> String {
+    text(
+        resource,
+        &["deployment.environment.name", "deployment.environment"],
+    )
+    .or_else(|| text(attributes, &["deployment.environment.name", "env"]))
+    .unwrap_or_default()
+}
+
+fn version(attributes: &[KeyValue], resource: &[KeyValue]) -> String {
+    text(resource, &["service.version"])
+        .or_else(|| text(attributes, &["version", "service.version"]))
+        .unwrap_or_default()
+}
+
+fn span_candidate(span: &Span) -> Candidate {
+    let resource = span.resource.attributes();
+    let event = span
+        .events
+        .iter()
+        .rev()
+        .find(|event| event.name == "exception");
+    let attributes = &span.attributes;
+    let dd_type = text(attributes, &["error.type", "error.kind"]);
+    let dd_message = text(attributes, &["error.message", "error.msg"]);
+    let dd_stack = text(attributes, &["error.stack"]);
+    let (kind, error_type, message, stack) = match event {
+        Some(event) => (
+            CandidateKind::Exception,
+            text(&event.attributes, &["exception.type"]).or(dd_type),
+            text(&event.attributes, &["exception.message"]).or(dd_message),
+            text(&event.attributes, &["exception.stacktrace"]).or(dd_stack),
+        ),
+        None if dd_message.is_some() || dd_stack.is_some() => {
+            (CandidateKind::Exception, dd_type, dd_message, dd_stack)
+        }
+        None => {
+            let status_type = dd_type.or_else(|| {
+                text(
+                    attributes,
+                    &[
+                        "http.response.status_code",
+                        "http.status_code",
+                        "rpc.grpc.status_code",
+                    ],
+                )
+            });
+            let message = Some(span.status.message.clone()).filter(|text| !text.is_empty());
+            (CandidateKind::StatusOnly, status_type, message, None)
+        }
+    };
+    let operation = text(attributes, &["http.route", "rpc.method"])
+        .map(
+            |route| match text(attributes, &["http.request.method", "http.method"]) {
+                Some(method) if !route.starts_with(&method) => format!("{method} {route}"),
+                _ => route,
+            },
+        )
+        .unwrap_or_else(|| span.name.clone());
+    Candidate {
+        source: Source::Span,
+        kind,
+        trace_id: Some(span.trace_id),
+        span_id: Some(span.span_id),
+        parent_span_id: span.parent_span_id,
+        entry: span.parent_span_id.is_none()
+            || matches!(span.kind, SpanKind::Server | SpanKind::Consumer),
+        time_unix_nano: span.end_time_unix_nano.max(span.start_time_unix_nano),
+        service: base_service(attributes, span.service_name()),
+        environment: environment(attributes, resource),
+        version: version(attributes, resource),
+        error_type: error_type.unwrap_or_default(),
+        message: message.unwrap_or_default(),
+        stack: truncate(stack.unwrap_or_default(), MAX_STACK_BYTES),
+        operation,
+        fingerprint_override: text(attributes, &["error.fingerprint"]),
+        attributes: facet_attributes(attributes, resource),
+        log_hash: 0,
+    }
+}
+
+/// Attributes worth a facet: span (or log) attributes that are not the
+/// error itself, plus a few resource attributes that locate the process.
+fn facet_attributes(attributes: &[KeyValue], resource: &[KeyValue]) -> Vec<(String, String)> {
+    const RESOURCE_KEYS: &[&str] = &[
+        "host.name",
+        "service.version",
+        "k8s.pod.name",
+        "service.instance.id",
+    ];
+    let own = attributes.iter().filter(|kv| {
+        !(kv.key.starts_with("error.")
+            || kv.key.starts_with("exception.")
+            || kv.key.starts_with("_dd."))
+    });
+    let located = resource
+        .iter()
+        .filter(|kv| RESOURCE_KEYS.contains(&kv.key.as_str()));
+    own.chain(located)
+        .filter_map(|kv| {
+            let value = kv.value.to_text();
+            (!value.is_empty() && value.len() <= MAX_FACET_VALUE).then(|| (kv.key.clone(), value))
+        })
+        .take(MAX_ATTRIBUTES)
+        .collect()
+}
+
+/// Appends the candidates of `logs` (severity ERROR or above) to `out`.
+pub fn log_candidates(logs: &[LogRecord], out: &mut Vec<Candidate>) {
+    for log in logs {
+        if log.effective_severity_number() >= Severity::Error.min_number() {
+            out.push(log_candidate(log));
+        }
+    }
+}
+
+fn log_candidate(log: &LogRecord) -> Candidate {
+    let attributes = &log.attributes;
+    let resource = log.resource.attributes();
+    let error_type = text(attributes, &["error.kind", "error.type", "exception.type"]);
+    let message = text(
+        attributes,
+        &["error.message", "error.msg", "exception.message"],
+    );
+    let stack = text(attributes, &["error.stack", "exception.stacktrace"]);
+    let body = log.body.to_text();
+    let structured = error_type.is_some()
+        || message.is_some()
+        || stack.is_some()
+        || log.event_name == "exception";
+    let kind = if structured {
+        CandidateKind::Exception
+    } else {
+        CandidateKind::LogMessage
+    };
+    let message = message.unwrap_or_else(|| body.clone());
+    let error_type = error_type.unwrap_or_else(|| {
+        if structured {
+            String::new()
+        } else {
+            log_level_type(log)
+        }
+    });
+    let time = log.effective_time_unix_nano();
+    Candidate {
+        source: Source::Log,
+        kind,
+        trace_id: log.trace_id,
+        span_id: log.span_id,
+        parent_span_id: None,
+        entry: false,
+        time_unix_nano: time,
+        service: base_service(attributes, log.service_name()),
+        environment: environment(attributes, resource),
+        version: version(attributes, resource),
+        error_type,
+        message: truncate(message, MAX_STACK_BYTES),
+        stack: truncate(stack.unwrap_or_default(), MAX_STACK_BYTES),
+        operation: log.scope.name.clone(),
+        fingerprint_override: text(attributes, &["error.fingerprint"]),
+        attributes: facet_attributes(attributes, resource),
+        log_hash: log_hash(time, log.service_name(), &body, log),
+    }
+}
+
+/// Template logs have no type; their severity stands in (`ERROR`, `FATAL`).
+fn log_level_type(log: &LogRecord) -> String {
+    Severity::from_number(log.effective_severity_number())
+        .map_or("ERROR", |severity| severity.as_str())
+        .to_owned()
+}
+
+/// A stable content hash of a log record: the same record replayed from the
+/// WAL hashes the same, so its occurrence key is idempotent.
+fn log_hash(time: u64, service: &str, body: &str, log: &LogRecord) -> u64 {
+    let mut hash = crate::fingerprint::Fnv::new(0);
+    hash.write(&time.to_le_bytes());
+    hash.write(service.as_bytes());
+    hash.write(body.as_bytes());
+    for kv in &log.attributes {
+        hash.write(kv.key.as_bytes());
+        hash.write(kv.value.to_text().as_bytes());
+    }
+    hash.finish()
+}

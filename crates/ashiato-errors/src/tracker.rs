@@ -1,0 +1,389 @@
+//! The tracker: pending traces, settling, counting, recovery; and
+//! [`IssueStore`], the read/patch handle the API uses.
+//!
+//! The tracker is single-threaded on purpose (the server runs it on its own
+//! thread behind a bounded channel): candidates of a trace arrive in
+//! several batches, and one owner of the pending map and the write
+//! connection needs no locks.
+//!
+//! Exactness across restarts: pending traces live only in memory. Every
+//! second the tracker records a watermark (wall-clock unix nanos) below
+//! which everything received has been decided. At start it asks the store
+//! for the candidates of every span and log at or after `watermark -
+//! RESCAN_MARGIN` and decides them again; occurrence keys make that
+//! idempotent, so nothing counts twice and nothing acknowledged is lost,
+//! including what sat in the channel or the pending map at a crash. The
+//! margin covers spans whose start time lies before their arrival (long
+//! requests, batching exporters, modest clock skew).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ashiato_model::{SpanId, TraceId};
+use rusqlite::Connection;
+
+use crate::db::{self, Counted, ErrorsDbError, NewOccurrence};
+use crate::fingerprint::{Fingerprint, FingerprintInput};
+use crate::normalize::normalize_message;
+use crate::settle::{Decided, Tree, decide_lone, decide_trace};
+use crate::stack::{self, Frame};
+use crate::types::{
+    Candidate, CandidateKind, IssueDetail, IssueEvent, IssueEventKind, IssueFilter, IssueId,
+    IssueStatus, IssueSummary, Sample, TraceSource,
+};
+
+/// How far before the watermark recovery looks (data time vs arrival).
+pub const RESCAN_MARGIN: Duration = Duration::from_secs(10 * 60);
+/// Default settling window after a trace's last candidate.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+/// Traces pending at once; past it the oldest are decided early (memory bound).
+const MAX_PENDING_TRACES: usize = 100_000;
+
+struct PendingTrace {
+    candidates: Vec<Candidate>,
+    deadline: Instant,
+    received_wall: u64,
+}
+
+/// Groups candidates into occurrences and issues. See the module docs.
+pub struct Tracker {
+    connection: Connection,
+    settle: Duration,
+    pending: HashMap<TraceId, PendingTrace>,
+    lone: Vec<(Candidate, u64)>,
+    source: Box<dyn TraceSource>,
+}
+
+/// Current wall-clock time, unix nanos.
+pub fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
+impl Tracker {
+    pub fn open(
+        path: &Path,
+        settle: Duration,
+        source: Box<dyn TraceSource>,
+    ) -> Result<Tracker, ErrorsDbError> {
+        Ok(Tracker {
+            connection: db::open(path)?,
+            settle,
+            pending: HashMap::new(),
+            lone: Vec::new(),
+            source,
+        })
+    }
+
+    /// Re-derives candidates the last run may not have decided (see the
+    /// module docs); returns how many were found.
+    pub fn recover(&mut self, now: Instant) -> Result<usize, ErrorsDbError> {
+        let since = db::watermark(&self.connection)?.map_or(0, |mark| {
+            mark.saturating_sub(RESCAN_MARGIN.as_nanos() as u64)
+        });
+        let mut candidates = Vec::new();
+        self.source.candidates_since(since, &mut candidates);
+        let found = candidates.len();
+        tracing::info!(
+            since_unix_nano = since,
+            candidates = found,
+            "error tracker recovery scan"
+        );
+        self.observe(candidates, now);
+        Ok(found)
+    }
+
+    /// Takes candidates of one ingested batch.
+    pub fn observe(&mut self, candidates: Vec<Candidate>, now: Instant) {
+        let wall = now_unix_nano();
+        for candidate in candidates {
+            match candidate.trace_id {
+                Some(trace) => {
+                    let pending = self.pending.entry(trace).or_insert_with(|| PendingTrace {
+                        candidates: Vec::new(),
+                        deadline: now,
+                        received_wall: wall,
+                    });
+                    pending.deadline = now + self.settle;
+                    pending.candidates.push(candidate);
+                }
+                None => self.lone.push((candidate, wall)),
+            }
+        }
+    }
+
+    /// When the next pending trace is due, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let trace = self.pending.values().map(|pending| pending.deadline).min();
+        if self.lone.is_empty() {
+            trace
+        } else {
+            Some(Instant::now())
+        }
+    }
+
+    pub fn pending_traces(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Decides every trace whose window has passed (all of them when
+    /// `everything`), counts the occurrences in one transaction and returns
+    /// the notifications to send.
+    pub fn settle(
+        &mut self,
+        now: Instant,
+        everything: bool,
+    ) -> Result<Vec<IssueEvent>, ErrorsDbError> {
+        let overflow = self.pending.len().saturating_sub(MAX_PENDING_TRACES);
+        let mut due: Vec<TraceId> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| everything || pending.deadline <= now)
+            .map(|(trace, _)| *trace)
+            .collect();
+        if overflow > 0 {
+            let mut oldest: Vec<(Instant, TraceId)> = self
+                .pending
+                .iter()
+                .map(|(trace, pending)| (pending.deadline, *trace))
+                .collect();
+            oldest.sort();
+            due.extend(oldest.into_iter().take(overflow).map(|(_, trace)| trace));
+            due.sort();
+            due.dedup();
+        }
+        let mut decided = Vec::new();
+        for trace in due {
+            let Some(pending) = self.pending.remove(&trace) else {
+                continue;
+            };
+            decided.extend(self.decide(trace, pending.candidates)?);
+        }
+        decided.extend(
+            self.lone
+                .drain(..)
+                .map(|(candidate, _)| decide_lone(candidate)),
+        );
+        if decided.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count(decided)
+    }
+
+    fn decide(
+        &self,
+        trace: TraceId,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Decided>, ErrorsDbError> {
+        let nodes = self.source.trace_tree(trace);
+        let tree = Tree::new(&nodes, &candidates);
+        let decided = decide_trace(candidates, &tree);
+        let counted = db::trace_members(&self.connection, trace)?;
+        if counted.is_empty() {
+            return Ok(decided);
+        }
+        // a late batch of a trace decided before: what nests with an
+        // occurrence already counted is the same error
+        let covered: HashSet<SpanId> = counted
+            .iter()
+            .flat_map(|(spans, _)| spans.iter().copied())
+            .collect();
+        Ok(decided
+            .into_iter()
+            .filter(|occurrence| {
+                let candidate = &occurrence.candidate;
+                let overlaps = occurrence.members.iter().any(|span| covered.contains(span));
+                let nested = candidate.span_id.is_some_and(|span| {
+                    counted.iter().any(|(spans, error_type)| {
+                        (candidate.kind == CandidateKind::StatusOnly
+                            || *error_type == candidate.error_type)
+                            && spans.iter().any(|other| {
+                                tree.is_ancestor(span, *other) || tree.is_ancestor(*other, span)
+                            })
+                    })
+                });
+                !(overlaps || nested)
+            })
+            .collect())
+    }
+
+    fn count(&mut self, decided: Vec<Decided>) -> Result<Vec<IssueEvent>, ErrorsDbError> {
+        let now = now_unix_nano();
+        let tx = self.connection.transaction()?;
+        let mut events = Vec::new();
+        for occurrence in &decided {
+            let grouped = Grouped::new(occurrence);
+            let sample = grouped.sample(occurrence);
+            let counted = db::count_occurrence(
+                &tx,
+                &NewOccurrence {
+                    key: &occurrence.key,
+                    issue_id: &grouped.id,
+                    fingerprint: &grouped.fingerprint,
+                    title: &grouped.title,
+                    error_type: &occurrence.candidate.error_type,
+                    culprit: &grouped.culprit,
+                    stack: &grouped.frames,
+                    sources: occurrence.sources,
+                    sample: &sample,
+                    members: &occurrence.members,
+                    service: &occurrence.candidate.service,
+                    environment: &occurrence.candidate.environment,
+                    version: &occurrence.candidate.version,
+                },
+            )?;
+            let kind = match counted {
+                Counted::New => IssueEventKind::NewIssue,
+                Counted::Regressed => IssueEventKind::Regression,
+                Counted::Duplicate | Counted::Repeated => continue,
+            };
+            if let Ok(issue) = db::summary(&tx, &grouped.id, now) {
+                tracing::info!(issue = %issue.id, event = kind.as_str(), title = %issue.title, "issue event");
+                events.push(IssueEvent {
+                    kind,
+                    top_frame: grouped.frames.iter().find(|frame| frame.in_app).cloned(),
+                    issue,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(events)
+    }
+
+    /// Records that everything received before the oldest pending trace
+    /// (or now) is decided; called about once a second.
+    pub fn checkpoint(&mut self) -> Result<(), ErrorsDbError> {
+        let now = now_unix_nano();
+        let oldest = self
+            .pending
+            .values()
+            .map(|pending| pending.received_wall)
+            .chain(self.lone.iter().map(|(_, wall)| *wall))
+            .min()
+            .unwrap_or(now);
+        db::set_watermark(&self.connection, oldest)
+    }
+
+    /// Drops occurrence rows past retention; called hourly.
+    pub fn prune(&mut self) -> Result<usize, ErrorsDbError> {
+        db::prune(&self.connection, now_unix_nano())
+    }
+}
+
+/// The grouping of one decided occurrence: parsed stack, fingerprint, id,
+/// title and culprit.
+struct Grouped {
+    frames: Vec<Frame>,
+    fingerprint: Fingerprint,
+    id: IssueId,
+    title: String,
+    culprit: String,
+}
+
+impl Grouped {
+    fn new(occurrence: &Decided) -> Grouped {
+        let candidate = &occurrence.candidate;
+        let frames = stack::parse(&candidate.stack);
+        let fingerprint = Fingerprint::compute(&FingerprintInput {
+            service: &candidate.service,
+            environment: &candidate.environment,
+            error_type: &candidate.error_type,
+            message: &candidate.message,
+            operation: &candidate.operation,
+            frames: &frames,
+            custom: candidate.fingerprint_override.as_deref(),
+        });
+        let id = IssueId::from_hash(&fingerprint.hash);
+        let normalized = normalize_message(&candidate.message);
+        let title = match (candidate.error_type.is_empty(), normalized.is_empty()) {
+            (false, false) => format!("{}: {normalized}", candidate.error_type),
+            (false, true) if candidate.kind == CandidateKind::StatusOnly => {
+                format!("{} {}", candidate.error_type, candidate.operation)
+            }
+            (false, true) => candidate.error_type.clone(),
+            (true, false) => normalized,
+            (true, true) => candidate.operation.clone(),
+        };
+        let culprit = frames
+            .iter()
+            .find(|frame| frame.in_app)
+            .map(|frame| format!("{} in {}", frame.module, frame.function))
+            .unwrap_or_else(|| candidate.operation.clone());
+        Grouped {
+            frames,
+            fingerprint,
+            id,
+            title,
+            culprit,
+        }
+    }
+
+    fn sample(&self, occurrence: &Decided) -> Sample {
+        let candidate = &occurrence.candidate;
+        let mut attributes = candidate.attributes.clone();
+        for (key, value) in &occurrence.extra_attributes {
+            if !attributes.iter().any(|(existing, _)| existing == key) {
+                attributes.push((key.clone(), value.clone()));
+            }
+        }
+        Sample {
+            time_unix_nano: candidate.time_unix_nano,
+            trace_id: candidate.trace_id,
+            span_id: candidate.span_id,
+            source: candidate.source,
+            message: candidate.message.clone(),
+            attributes,
+            ancestors: occurrence.ancestors.clone(),
+        }
+    }
+}
+
+/// The API's handle on the issues: reads and status changes on its own
+/// connection (SQLite WAL mode lets it read while the tracker writes).
+pub struct IssueStore {
+    connection: Mutex<Connection>,
+}
+
+impl IssueStore {
+    pub fn open(path: &Path) -> Result<IssueStore, ErrorsDbError> {
+        Ok(IssueStore {
+            connection: Mutex::new(db::open(path)?),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        run: impl FnOnce(&Connection) -> Result<T, ErrorsDbError>,
+    ) -> Result<T, ErrorsDbError> {
+        // a panic while holding the lock leaves the connection usable
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        run(&connection)
+    }
+
+    pub fn list(&self, filter: &IssueFilter) -> Result<Vec<IssueSummary>, ErrorsDbError> {
+        self.with(|connection| db::list(connection, filter, now_unix_nano()))
+    }
+
+    pub fn get(&self, id: &IssueId) -> Result<IssueDetail, ErrorsDbError> {
+        self.with(|connection| db::detail(connection, id, now_unix_nano()))
+    }
+
+    pub fn set_status(
+        &self,
+        id: &IssueId,
+        status: IssueStatus,
+        resolved_in_version: Option<&str>,
+    ) -> Result<IssueSummary, ErrorsDbError> {
+        self.with(|connection| {
+            db::set_status(connection, id, status, resolved_in_version, now_unix_nano())
+        })
+    }
+}

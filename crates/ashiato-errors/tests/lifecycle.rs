@@ -1,0 +1,113 @@
+//! The tracker end to end without a server: candidates in, issues,
+//! lifecycle events and exact counts out (also across a reopen).
+
+#![allow(clippy::unwrap_used)] // test helpers may unwrap, like the tests themselves
+
+use std::time::{Duration, Instant};
+
+use ashiato_errors::{
+    Candidate, CandidateKind, IssueEventKind, IssueFilter, IssueStatus, IssueStore, Source,
+    TraceSource, Tracker, TreeNode,
+};
+use ashiato_model::{SpanId, TraceId};
+
+struct NoStore;
+
+impl TraceSource for NoStore {
+    fn trace_tree(&self, _trace_id: TraceId) -> Vec<TreeNode> {
+        Vec::new()
+    }
+    fn candidates_since(&self, _since: u64, _out: &mut Vec<Candidate>) {}
+}
+
+fn exception(trace: u64, span: u64, message: &str, version: &str) -> Candidate {
+    Candidate {
+        source: Source::Span,
+        kind: CandidateKind::Exception,
+        trace_id: Some(TraceId::from_halves(7, trace)),
+        span_id: SpanId::from_u64(span),
+        parent_span_id: None,
+        entry: true,
+        time_unix_nano: ashiato_errors::now_unix_nano(),
+        service: "shop".into(),
+        environment: "test".into(),
+        version: version.into(),
+        error_type: "ValueError".into(),
+        message: message.into(),
+        stack: String::new(),
+        operation: "POST /orders".into(),
+        fingerprint_override: None,
+        attributes: vec![("customer".into(), format!("c{}", trace % 2))],
+        log_hash: 0,
+    }
+}
+
+fn run(tracker: &mut Tracker, candidates: Vec<Candidate>) -> Vec<IssueEventKind> {
+    tracker.observe(candidates, Instant::now());
+    tracker
+        .settle(Instant::now(), true)
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+#[test]
+fn test_lifecycle_and_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("errors.sqlite");
+    let mut tracker = Tracker::open(&path, Duration::from_secs(1), Box::new(NoStore)).unwrap();
+    let store = IssueStore::open(&path).unwrap();
+
+    assert_eq!(
+        run(&mut tracker, vec![exception(1, 1, "order 1 failed", "1.0")]),
+        [IssueEventKind::NewIssue]
+    );
+    // varying ids, same issue, no new event
+    assert!(run(&mut tracker, vec![exception(2, 1, "order 2 failed", "1.0")]).is_empty());
+    // a replay of the same occurrence is not counted
+    assert!(run(&mut tracker, vec![exception(2, 1, "order 2 failed", "1.0")]).is_empty());
+    let issues = store
+        .list(&IssueFilter {
+            limit: 10,
+            ..IssueFilter::default()
+        })
+        .unwrap();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].count, 2);
+    assert_eq!(issues[0].title, "ValueError: order <num> failed");
+    let id = issues[0].id.clone();
+
+    // resolved in 2.0: an occurrence from 1.0 does not regress it, 2.0 does
+    store
+        .set_status(&id, IssueStatus::Resolved, Some("2.0"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(run(&mut tracker, vec![exception(3, 1, "order 3 failed", "1.0")]).is_empty());
+    assert_eq!(
+        store.get(&id).unwrap().summary.status,
+        IssueStatus::Resolved
+    );
+    assert_eq!(
+        run(&mut tracker, vec![exception(4, 1, "order 4 failed", "2.0")]),
+        [IssueEventKind::Regression]
+    );
+    let detail = store.get(&id).unwrap();
+    assert_eq!(detail.summary.status, IssueStatus::Open);
+    assert!(detail.summary.regressed);
+    assert_eq!(detail.summary.count, 4);
+    assert_eq!(detail.hourly_14d.len(), 336);
+    assert_eq!(detail.hourly_14d.iter().sum::<u64>(), 4);
+    assert_eq!(detail.facets[0].key, "customer");
+
+    // ignored: keeps counting, never notifies
+    store.set_status(&id, IssueStatus::Ignored, None).unwrap();
+    assert!(run(&mut tracker, vec![exception(5, 1, "order 5 failed", "2.0")]).is_empty());
+    assert_eq!(store.get(&id).unwrap().summary.count, 5);
+
+    // reopen the database: counts survive, replays still ignored
+    drop(tracker);
+    let mut tracker = Tracker::open(&path, Duration::from_secs(1), Box::new(NoStore)).unwrap();
+    assert!(run(&mut tracker, vec![exception(5, 1, "order 5 failed", "2.0")]).is_empty());
+    assert_eq!(store.get(&id).unwrap().summary.count, 5);
+}
