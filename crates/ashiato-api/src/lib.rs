@@ -17,6 +17,7 @@
 
 mod dto;
 mod error;
+pub mod issues;
 mod params;
 mod services;
 

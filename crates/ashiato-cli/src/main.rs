@@ -3,6 +3,8 @@
 
 mod client;
 mod demo;
+mod error_settings;
+mod issues;
 mod render;
 mod serve;
 
@@ -30,6 +32,10 @@ enum Command {
     Traces(client::TracesArgs),
     /// Search logs.
     Logs(client::LogsArgs),
+    /// List error tracking issues.
+    Issues(issues::IssuesArgs),
+    /// Show one issue (stack, facets, samples), or resolve, ignore or reopen it.
+    Issue(issues::IssueArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
         Command::Trace(args) => client::trace(args),
         Command::Traces(args) => client::traces(args),
         Command::Logs(args) => client::logs(args),
+        Command::Issues(args) => issues::list(args),
+        Command::Issue(args) => issues::issue(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// TOML config file with the same settings in snake_case
     #[arg(long, env = "ASHIATO_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+
+    #[command(flatten)]
+    errors: crate::error_settings::ErrorArgs,
 }
 
 /// A listener setting: an address, or turned off.
@@ -77,6 +80,10 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     retention: Option<String>,
     max_message_size: Option<SizeSetting>,
+    webhook: Option<Vec<String>>,
+    webhook_format: Option<String>,
+    public_url: Option<String>,
+    error_settle: Option<String>,
 }
 
 /// A size in a config file may be a plain integer or a string with a unit.
@@ -156,6 +163,15 @@ fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {
 /// Merges flags/environment (`args`) over the config file over defaults.
 fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerConfig> {
     let file = file.unwrap_or_default();
+    let errors = crate::error_settings::resolve(
+        &args.errors,
+        crate::error_settings::FileErrors {
+            webhook: &file.webhook,
+            webhook_format: &file.webhook_format,
+            public_url: &file.public_url,
+            error_settle: &file.error_settle,
+        },
+    )?;
     let defaults = ServerConfig::new(DEFAULT_DATA_DIR);
     let from_file = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Listen>> {
         value
@@ -208,6 +224,7 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         data_dir,
         retention,
         max_message_bytes,
+        errors,
     })
 }
 

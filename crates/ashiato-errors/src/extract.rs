@@ -150,12 +150,13 @@ fn facet_attributes(attributes: &[KeyValue], resource: &[KeyValue]) -> Vec<(Stri
         "host.name",
         "service.version",
         "k8s.pod.name",
-        "service.instance.id",
     ];
     let own = attributes.iter().filter(|kv| {
         !(kv.key.starts_with("error.")
             || kv.key.starts_with("exception.")
-            || kv.key.starts_with("_dd."))
+            || kv.key.starts_with("_dd.")
+            // source locations of the logging call say nothing about who is affected
+            || kv.key.starts_with("code."))
     });
     let located = resource
         .iter()

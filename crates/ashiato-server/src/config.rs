@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// Root directory of the embedded store.
     pub data_dir: PathBuf,
+    /// Error tracking: settling window and webhooks.
+    pub errors: crate::errors::ErrorsConfig,
     /// Whole segments older than this are deleted.
     pub retention: Duration,
     /// Largest OTLP message accepted: the gRPC decoding limit, and the
@@ -45,6 +47,7 @@ impl ServerConfig {
             otlp_http: Some(DEFAULT_OTLP_HTTP),
             http: DEFAULT_HTTP,
             data_dir: data_dir.into(),
+            errors: crate::errors::ErrorsConfig::default(),
             retention: DEFAULT_RETENTION,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }

@@ -55,7 +55,15 @@ pub async fn append_spans(store: &Store, spans: Vec<Span>) -> Result<(), AppendF
     if spans.is_empty() {
         return Ok(());
     }
-    store.append_spans(spans).await.map_err(AppendFailure::from)
+    // error tracking sees every acknowledged span: candidates are taken
+    // before the batch moves into the store, handed over once it is durable
+    let candidates = crate::errors::spans_candidates(&spans);
+    store
+        .append_spans(spans)
+        .await
+        .map_err(AppendFailure::from)?;
+    crate::errors::hand_over(candidates).await;
+    Ok(())
 }
 
 /// Appends log records; an empty batch is acknowledged without touching the store.
@@ -63,7 +71,10 @@ pub async fn append_logs(store: &Store, logs: Vec<LogRecord>) -> Result<(), Appe
     if logs.is_empty() {
         return Ok(());
     }
-    store.append_logs(logs).await.map_err(AppendFailure::from)
+    let candidates = crate::errors::logs_candidates(&logs);
+    store.append_logs(logs).await.map_err(AppendFailure::from)?;
+    crate::errors::hand_over(candidates).await;
+    Ok(())
 }
 
 /// The partial-success message for metrics, which ashiato does not store.

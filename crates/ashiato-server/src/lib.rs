@@ -13,8 +13,10 @@
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
 mod config;
+mod errors;
 mod http_app;
 mod ingest;
+mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;
 
@@ -34,7 +36,9 @@ pub use config::{
     DEFAULT_HTTP, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP,
     DEFAULT_RETENTION, ServerConfig,
 };
+pub use errors::ErrorsConfig;
 pub use http_app::Readiness;
+pub use notify::{NotifyConfig, WebhookFormat};
 
 /// Where the listeners actually bound (port 0 resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,7 @@ impl BoundAddrs {
 pub struct Server {
     addrs: BoundAddrs,
     store: Store,
+    errors: errors::ErrorTracking,
     readiness: Readiness,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
@@ -88,6 +93,8 @@ impl Server {
                 .context("reading http listener address")?,
         };
 
+        let error_tracking =
+            errors::ErrorTracking::start(config.data_dir.clone(), &config.errors, store.clone())?;
         let readiness = Readiness::default();
         let (stop, stopped) = watch::channel(false);
         let (failure_sender, failures) = mpsc::unbounded_channel();
@@ -119,6 +126,7 @@ impl Server {
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
         let app = http_app::router(query, readiness.clone());
+        let app = app.merge(error_tracking.api_router());
         tasks.push(spawner.spawn_axum("http", http_listener, app));
 
         readiness.set(true);
@@ -132,6 +140,7 @@ impl Server {
         Ok(Server {
             addrs,
             store,
+            errors: error_tracking,
             readiness,
             stop,
             tasks,
@@ -165,6 +174,8 @@ impl Server {
                 first_error.get_or_insert(error);
             }
         }
+        // pending traces are decided while the store can still be read
+        self.errors.shutdown().await;
         self.store.close().await.context("closing the store")?;
         tracing::info!("store closed, shutdown complete");
         first_error.map_or(Ok(()), Err)

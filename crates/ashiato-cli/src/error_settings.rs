@@ -1,0 +1,170 @@
+//! The error tracking options of `ashiato serve`: `--webhook` (repeatable),
+//! `--webhook-format`, `--public-url`, `--error-settle`, their environment
+//! variables and TOML keys, resolved like every other option (flag >
+//! environment > file > default).
+
+use std::time::Duration;
+
+use ashiato_model::parse_duration_ns;
+use ashiato_server::{ErrorsConfig, NotifyConfig, WebhookFormat};
+
+/// Longest settling window accepted: errors must show up within minutes.
+const MAX_SETTLE: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Default, clap::Args)]
+pub struct ErrorArgs {
+    /// Webhook notified once per new and once per regressed issue
+    /// (repeatable; the environment variable takes a comma-separated list)
+    #[arg(
+        long = "webhook",
+        env = "ASHIATO_WEBHOOK",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    webhook: Vec<String>,
+
+    /// Webhook payload: json or slack [default: json]
+    #[arg(long, env = "ASHIATO_WEBHOOK_FORMAT", value_name = "FORMAT", value_parser = parse_format)]
+    webhook_format: Option<WebhookFormat>,
+
+    /// Base URL of the web UI, used for links in notifications
+    #[arg(long, env = "ASHIATO_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+
+    /// How long after a trace's last error span its errors are decided
+    /// (spans arrive in several batches), e.g. 10s [default: 10s]
+    #[arg(long, env = "ASHIATO_ERROR_SETTLE", value_name = "DUR", value_parser = parse_settle)]
+    error_settle: Option<Duration>,
+}
+
+/// The same settings from the TOML file.
+#[derive(Clone, Copy)]
+pub struct FileErrors<'a> {
+    pub webhook: &'a Option<Vec<String>>,
+    pub webhook_format: &'a Option<String>,
+    pub public_url: &'a Option<String>,
+    pub error_settle: &'a Option<String>,
+}
+
+pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsConfig> {
+    let defaults = ErrorsConfig::default();
+    let webhooks = if args.webhook.is_empty() {
+        file.webhook.clone().unwrap_or_default()
+    } else {
+        args.webhook.clone()
+    };
+    for url in &webhooks {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("invalid webhook {url:?}: expected an http:// or https:// url");
+        }
+    }
+    let format = match (args.webhook_format, file.webhook_format) {
+        (Some(format), _) => format,
+        (None, Some(text)) => parse_format(text)
+            .map_err(|reason| anyhow::anyhow!("invalid webhook_format in config file: {reason}"))?,
+        (None, None) => WebhookFormat::default(),
+    };
+    let settle = match (args.error_settle, file.error_settle) {
+        (Some(settle), _) => settle,
+        (None, Some(text)) => parse_settle(text)
+            .map_err(|reason| anyhow::anyhow!("invalid error_settle in config file: {reason}"))?,
+        (None, None) => defaults.settle,
+    };
+    Ok(ErrorsConfig {
+        settle,
+        notify: NotifyConfig {
+            webhooks,
+            format,
+            public_url: args.public_url.clone().or_else(|| file.public_url.clone()),
+        },
+    })
+}
+
+fn parse_format(text: &str) -> Result<WebhookFormat, String> {
+    WebhookFormat::parse(text).ok_or_else(|| format!("{text:?} is not json or slack"))
+}
+
+fn parse_settle(text: &str) -> Result<Duration, String> {
+    let nanos = parse_duration_ns(text).map_err(|error| error.to_string())?;
+    let settle = Duration::from_nanos(nanos);
+    if settle > MAX_SETTLE {
+        return Err(format!("{text:?} is longer than the 10m maximum"));
+    }
+    Ok(settle)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        errors: ErrorArgs,
+    }
+
+    fn args(flags: &[&str]) -> ErrorArgs {
+        let mut argv = vec!["ashiato"];
+        argv.extend_from_slice(flags);
+        TestCli::try_parse_from(argv).unwrap().errors
+    }
+
+    const NONE: FileErrors<'static> = FileErrors {
+        webhook: &None,
+        webhook_format: &None,
+        public_url: &None,
+        error_settle: &None,
+    };
+
+    #[test]
+    fn test_defaults() {
+        let config = resolve(&ErrorArgs::default(), NONE).unwrap();
+        assert_eq!(config, ErrorsConfig::default());
+        assert_eq!(config.settle, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn test_flags_beat_the_file() {
+        let webhook = Some(vec!["http://file/hook".to_owned()]);
+        let format = Some("json".to_owned());
+        let settle = Some("5s".to_owned());
+        let file = FileErrors {
+            webhook: &webhook,
+            webhook_format: &format,
+            public_url: &None,
+            error_settle: &settle,
+        };
+        let flags = args(&[
+            "--webhook",
+            "http://a/1",
+            "--webhook",
+            "https://b/2",
+            "--webhook-format",
+            "slack",
+            "--error-settle",
+            "1s",
+            "--public-url",
+            "https://ashiato.example.com",
+        ]);
+        let config = resolve(&flags, file).unwrap();
+        assert_eq!(config.notify.webhooks, ["http://a/1", "https://b/2"]);
+        assert_eq!(config.notify.format, WebhookFormat::Slack);
+        assert_eq!(config.settle, Duration::from_secs(1));
+        assert_eq!(
+            config.notify.public_url.as_deref(),
+            Some("https://ashiato.example.com")
+        );
+        let from_file = resolve(&ErrorArgs::default(), file).unwrap();
+        assert_eq!(from_file.notify.webhooks, ["http://file/hook"]);
+        assert_eq!(from_file.settle, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn test_bad_values() {
+        assert!(TestCli::try_parse_from(["ashiato", "--webhook-format", "xml"]).is_err());
+        assert!(TestCli::try_parse_from(["ashiato", "--error-settle", "2h"]).is_err());
+        assert!(resolve(&args(&["--webhook", "ftp://x"]), NONE).is_err());
+    }
+}

@@ -1,0 +1,302 @@
+//! Error tracking wiring: the ingest hook, the tracker thread, the settle
+//! loop, and the issue API.
+//!
+//! The hook lives in `ingest.rs` so every protocol (OTLP, Datadog, …)
+//! passes through it: candidates are extracted from a batch before it is
+//! appended (cheap; nearly always empty) and handed over after the store
+//! acknowledged it. Hand-over goes through a bounded channel to one
+//! tracker thread; when the channel is full the ingest request waits
+//! (back-pressure) instead of dropping an error.
+//!
+//! The hook finds the tracker through a process-wide slot, set when a
+//! server starts and cleared when it shuts down; this keeps
+//! `ingest::append_spans(store, spans)` unchanged for every caller. One
+//! process runs one server (tests start one per process under nextest).
+//!
+//! The thread owns [`Tracker`]: first a recovery scan (candidates of
+//! recent stored data, counted idempotently), then a loop that takes
+//! candidates, settles traces whose window passed, checkpoints the
+//! watermark about once a second, and prunes hourly. Issue events go to
+//! the notifier ([`crate::notify`]), which never blocks this thread.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ashiato_errors::extract::{log_candidates, span_candidates};
+use ashiato_errors::{Candidate, IssueStore, TraceSource, Tracker, TreeNode};
+use ashiato_model::{LogRecord, Span, TraceId};
+use ashiato_store::{LogFilter, SpanFilter, Store};
+
+use crate::notify::{Notifier, NotifyConfig};
+
+/// Error tracking settings of `serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorsConfig {
+    /// How long after a trace's last error candidate it is decided.
+    pub settle: Duration,
+    pub notify: NotifyConfig,
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> ErrorsConfig {
+        ErrorsConfig {
+            settle: ashiato_errors::DEFAULT_SETTLE,
+            notify: NotifyConfig::default(),
+        }
+    }
+}
+
+/// Batches of candidates waiting for the tracker thread.
+const CHANNEL_BATCHES: usize = 1_024;
+/// How often the watermark is recorded.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often old occurrence rows are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+enum Message {
+    Candidates(Vec<Candidate>),
+    Stop,
+}
+
+/// The slot the ingest hook reads.
+static SINK: RwLock<Option<SyncSender<Message>>> = RwLock::new(None);
+
+fn sink() -> Option<SyncSender<Message>> {
+    SINK.read()
+        .map(|slot| slot.clone())
+        .unwrap_or_else(|poison| poison.into_inner().clone())
+}
+
+fn set_sink(sender: Option<SyncSender<Message>>) {
+    match SINK.write() {
+        Ok(mut slot) => *slot = sender,
+        Err(poison) => *poison.into_inner() = sender,
+    }
+}
+
+/// Candidates of a span batch (before it is appended).
+pub fn spans_candidates(spans: &[Span]) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    span_candidates(spans, &mut out);
+    out
+}
+
+/// Candidates of a log batch (before it is appended).
+pub fn logs_candidates(logs: &[LogRecord]) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    log_candidates(logs, &mut out);
+    out
+}
+
+/// Hands candidates of an acknowledged batch to the tracker; waits (off the
+/// async workers) when the tracker is behind.
+pub async fn hand_over(candidates: Vec<Candidate>) {
+    if candidates.is_empty() {
+        return;
+    }
+    let Some(sender) = sink() else {
+        return;
+    };
+    match sender.try_send(Message::Candidates(candidates)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(message)) => {
+            tracing::debug!("error tracker is behind, ingest waits");
+            let sent = tokio::task::spawn_blocking(move || sender.send(message)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::error!("error tracker stopped, candidates left for the recovery scan");
+            }
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            tracing::error!("error tracker stopped, candidates left for the recovery scan");
+        }
+    }
+}
+
+/// The running error tracking: tracker thread, notifier, API handle.
+pub struct ErrorTracking {
+    sender: SyncSender<Message>,
+    thread: Option<JoinHandle<()>>,
+    issues: Arc<IssueStore>,
+    notifier: Notifier,
+}
+
+impl ErrorTracking {
+    /// Opens `<data_dir>/errors.sqlite`, starts the tracker thread and the
+    /// notifier, and plugs the ingest hook in.
+    pub fn start(
+        data_dir: PathBuf,
+        config: &ErrorsConfig,
+        store: Store,
+    ) -> anyhow::Result<ErrorTracking> {
+        let path = data_dir.join(ashiato_errors::DB_FILE);
+        let source = Box::new(StoreSource { store });
+        let tracker = Tracker::open(&path, config.settle, source)
+            .with_context(|| format!("opening the errors database {}", path.display()))?;
+        let issues = Arc::new(
+            IssueStore::open(&path)
+                .with_context(|| format!("opening the errors database {}", path.display()))?,
+        );
+        let notifier = Notifier::start(config.notify.clone());
+        let (sender, receiver) = sync_channel(CHANNEL_BATCHES);
+        let events = notifier.clone();
+        let thread = std::thread::Builder::new()
+            .name("ashiato-errors".to_owned())
+            .spawn(move || run(tracker, receiver, events))
+            .context("starting the error tracker thread")?;
+        set_sink(Some(sender.clone()));
+        Ok(ErrorTracking {
+            sender,
+            thread: Some(thread),
+            issues,
+            notifier,
+        })
+    }
+
+    /// The issue and notification routes for the API listener.
+    pub fn api_router(&self) -> axum::Router {
+        let notifier = self.notifier.clone();
+        ashiato_api::issues::router(ashiato_api::issues::IssuesState {
+            issues: self.issues.clone(),
+            notifications: Arc::new(move || notifier.deliveries()),
+        })
+    }
+
+    /// Unplugs the hook and lets the thread decide everything still
+    /// pending (the store must still be open).
+    pub async fn shutdown(mut self) {
+        set_sink(None);
+        let sender = self.sender.clone();
+        let thread = self.thread.take();
+        // the send may wait for a full channel: off the async workers
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = sender.send(Message::Stop);
+            thread.map(JoinHandle::join)
+        })
+        .await;
+        if !matches!(joined, Ok(None | Some(Ok(())))) {
+            tracing::error!("error tracker thread ended abnormally");
+        }
+    }
+}
+
+fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
+    if let Err(error) = tracker.recover(Instant::now()) {
+        tracing::error!(%error, "error tracker recovery scan failed");
+    }
+    let mut last_checkpoint = Instant::now();
+    let mut last_prune = Instant::now();
+    loop {
+        let now = Instant::now();
+        let wait = tracker
+            .next_deadline()
+            .map_or(CHECKPOINT_EVERY, |deadline| {
+                deadline.saturating_duration_since(now)
+            })
+            .min(CHECKPOINT_EVERY);
+        let stop = match receiver.recv_timeout(wait) {
+            Ok(Message::Candidates(candidates)) => {
+                tracker.observe(candidates, Instant::now());
+                // take whatever else is queued before settling
+                let mut stop = false;
+                while let Ok(message) = receiver.try_recv() {
+                    match message {
+                        Message::Candidates(more) => tracker.observe(more, Instant::now()),
+                        Message::Stop => stop = true,
+                    }
+                }
+                stop
+            }
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+        };
+        settle(&mut tracker, &notifier, stop);
+        if stop {
+            checkpoint(&mut tracker);
+            tracing::info!("error tracker stopped");
+            return;
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            checkpoint(&mut tracker);
+            last_checkpoint = Instant::now();
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            if let Err(error) = tracker.prune() {
+                tracing::warn!(%error, "pruning old occurrences failed");
+            }
+            last_prune = Instant::now();
+        }
+    }
+}
+
+fn settle(tracker: &mut Tracker, notifier: &Notifier, everything: bool) {
+    match tracker.settle(Instant::now(), everything) {
+        Ok(events) => {
+            for event in events {
+                notifier.notify(event);
+            }
+        }
+        // candidates of a failed transaction are re-derived by the next
+        // start's recovery scan (the watermark does not pass them)
+        Err(error) => tracing::error!(%error, "counting error occurrences failed"),
+    }
+}
+
+fn checkpoint(tracker: &mut Tracker) {
+    if let Err(error) = tracker.checkpoint() {
+        tracing::warn!(%error, "recording the error tracker watermark failed");
+    }
+}
+
+/// The store as the tracker sees it.
+struct StoreSource {
+    store: Store,
+}
+
+impl TraceSource for StoreSource {
+    fn trace_tree(&self, trace_id: TraceId) -> Vec<TreeNode> {
+        match self.store.get_trace(trace_id) {
+            Ok(spans) => spans
+                .iter()
+                .map(|span| TreeNode {
+                    span_id: span.span_id,
+                    parent_span_id: span.parent_span_id,
+                    service: span.service_name().to_owned(),
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, trace_id = %trace_id, "reading a trace for error dedupe failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn candidates_since(&self, since_unix_nano: u64, out: &mut Vec<Candidate>) {
+        let span_filter = SpanFilter {
+            start_min_ns: Some(since_unix_nano),
+            ..SpanFilter::default()
+        };
+        let scanned = self.store.scan_spans(&span_filter, &mut |span| {
+            span_candidates(std::slice::from_ref(span), out);
+            std::ops::ControlFlow::Continue(())
+        });
+        if let Err(error) = scanned {
+            tracing::error!(%error, "error tracker recovery: scanning spans failed");
+        }
+        let log_filter = LogFilter {
+            time_min_ns: Some(since_unix_nano),
+            min_severity_number: Some(ashiato_model::Severity::Error.min_number()),
+            ..LogFilter::default()
+        };
+        let scanned = self.store.scan_logs(&log_filter, &mut |log| {
+            log_candidates(std::slice::from_ref(log), out);
+            std::ops::ControlFlow::Continue(())
+        });
+        if let Err(error) = scanned {
+            tracing::error!(%error, "error tracker recovery: scanning logs failed");
+        }
+    }
+}
