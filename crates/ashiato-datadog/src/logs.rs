@@ -25,9 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ashiato_model::{
-    AttrValue, Attributes, KeyValue, LogRecord, Resource, Scope, SpanId, TraceId,
-};
+use ashiato_model::{AttrValue, Attributes, KeyValue, LogRecord, Resource, Scope, SpanId, TraceId};
 
 use crate::mapping::json_attr;
 use crate::time::parse_rfc3339_nanos;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ashiato_model::{
-    AttrValue, Attributes, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind,
-    Status, StatusCode, TraceId,
+    AttrValue, Attributes, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status,
+    StatusCode, TraceId,
 };
 
 use crate::traces::{Number, RawLink, RawSpan};
@@ -183,7 +183,10 @@ impl<'c> SpanMapper<'c> {
         }
         attributes.push(KeyValue::new("telemetry.sdk.name", text("datadog")));
         if !self.language.is_empty() {
-            attributes.push(KeyValue::new("telemetry.sdk.language", text(&self.language)));
+            attributes.push(KeyValue::new(
+                "telemetry.sdk.language",
+                text(&self.language),
+            ));
         }
         let resource = Arc::new(Resource::new(attributes));
         self.resources.insert(key, resource.clone());

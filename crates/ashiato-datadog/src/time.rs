@@ -18,7 +18,11 @@ pub fn parse_rfc3339_nanos(text: &str) -> Option<u64> {
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
         return None;
     }
@@ -78,7 +82,10 @@ mod tests {
         let cases = [
             ("1970-01-01T00:00:00Z", Some(0)),
             ("2023-11-14T22:13:20Z", Some(1_700_000_000_000_000_000)),
-            ("2023-11-14T23:13:20.000000001+01:00", Some(1_700_000_000_000_000_001)),
+            (
+                "2023-11-14T23:13:20.000000001+01:00",
+                Some(1_700_000_000_000_000_001),
+            ),
             ("2023-11-14 22:13:20.25Z", Some(1_700_000_000_250_000_000)),
             ("2023-11-14T22:13:20", None),
             ("2023-13-14T22:13:20Z", None),

@@ -282,7 +282,11 @@ fn native_any_value(value: &Value<'_>) -> ashiato_model::AttrValue {
     match kind {
         1 => AttrValue::Bool(matches!(field(b"bool_value"), Some(Value::Bool(true)))),
         2 => AttrValue::Int(field(b"int_value").and_then(Value::as_i64).unwrap_or(0)),
-        3 => AttrValue::Float(field(b"double_value").and_then(Value::as_f64).unwrap_or(0.0)),
+        3 => AttrValue::Float(
+            field(b"double_value")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+        ),
         4 => {
             let values = field(b"array_value")
                 .and_then(|array| {
@@ -387,7 +391,10 @@ fn v05_span(fields: &[Value<'_>], table: &[Value<'_>]) -> Option<RawSpan> {
         start: start.as_i64().unwrap_or(-1),
         duration: duration.as_i64().unwrap_or(0),
         error: error.as_i64().unwrap_or(1),
-        meta: meta_pairs.into_iter().filter(|(k, _)| !k.is_empty()).collect(),
+        meta: meta_pairs
+            .into_iter()
+            .filter(|(k, _)| !k.is_empty())
+            .collect(),
         metrics: metric_pairs,
         span_type: lookup(span_type)?,
         links: Vec::new(),

@@ -2,6 +2,8 @@
 //! Python and the native writer, v0.5) decoded and rendered as text, plus
 //! logs intake bodies shaped like real shippers'.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap, like the tests themselves
+
 use std::fmt::Write;
 
 use ashiato_datadog::{
@@ -35,10 +37,21 @@ fn render_spans(spans: &[Span]) -> String {
     let mut out = String::new();
     for span in spans {
         writeln!(out, "span {} / {}", span.trace_id, span.span_id).unwrap();
-        writeln!(out, "  parent: {:?}", span.parent_span_id.map(|id| id.to_hex())).unwrap();
+        writeln!(
+            out,
+            "  parent: {:?}",
+            span.parent_span_id.map(|id| id.to_hex())
+        )
+        .unwrap();
         writeln!(out, "  name: {:?} kind: {}", span.name, span.kind.as_str()).unwrap();
         writeln!(out, "  duration_ns: {}", span.duration_ns()).unwrap();
-        writeln!(out, "  status: {} {:?}", span.status.code.as_str(), span.status.message).unwrap();
+        writeln!(
+            out,
+            "  status: {} {:?}",
+            span.status.code.as_str(),
+            span.status.message
+        )
+        .unwrap();
         writeln!(out, "  scope: {} {}", span.scope.name, span.scope.version).unwrap();
         writeln!(out, "  resource:").unwrap();
         render_attrs(&mut out, "    ", span.resource.attributes());
@@ -49,7 +62,12 @@ fn render_spans(spans: &[Span]) -> String {
             render_attrs(&mut out, "    ", &event.attributes);
         }
         for link in &span.links {
-            writeln!(out, "  link {} / {} flags {}", link.trace_id, link.span_id, link.flags).unwrap();
+            writeln!(
+                out,
+                "  link {} / {} flags {}",
+                link.trace_id, link.span_id, link.flags
+            )
+            .unwrap();
             render_attrs(&mut out, "    ", &link.attributes);
         }
     }
@@ -64,8 +82,7 @@ fn decode_fixture(name: &str, version: TraceVersion) -> String {
         tracer_version: "4.16.0".to_owned(),
     };
     let mut cache = TraceIdHighCache::default();
-    let batch =
-        decode_traces(&body, version, BodyFormat::Msgpack, &tracer, &mut cache).unwrap();
+    let batch = decode_traces(&body, version, BodyFormat::Msgpack, &tracer, &mut cache).unwrap();
     assert_eq!(batch.rejected, 0);
     format!("chunks: {}\n{}", batch.chunks, render_spans(&batch.spans))
 }
@@ -77,7 +94,10 @@ fn test_golden_v04_python() {
 
 #[test]
 fn test_golden_v04_python_native_writer() {
-    insta::assert_snapshot!(decode_fixture("v04_python_native.msgpack", TraceVersion::V04));
+    insta::assert_snapshot!(decode_fixture(
+        "v04_python_native.msgpack",
+        TraceVersion::V04
+    ));
 }
 
 #[test]
@@ -139,12 +159,30 @@ fn test_golden_logs_agent_array_and_error_fields() {
 #[test]
 fn test_logs_object_empty_and_text_forms() {
     let defaults = LogDefaults::default();
-    let one = decode_logs(br#"{"message":"hi","status":"warn"}"#, LogsFormat::Json, &defaults, 1).unwrap();
+    let one = decode_logs(
+        br#"{"message":"hi","status":"warn"}"#,
+        LogsFormat::Json,
+        &defaults,
+        1,
+    )
+    .unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].severity_number, 13);
-    assert!(decode_logs(b"", LogsFormat::Json, &defaults, 1).unwrap().is_empty());
-    assert!(decode_logs(b"{}", LogsFormat::Json, &defaults, 1).unwrap().is_empty());
-    assert!(decode_logs(b"[]", LogsFormat::Json, &defaults, 1).unwrap().is_empty());
+    assert!(
+        decode_logs(b"", LogsFormat::Json, &defaults, 1)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        decode_logs(b"{}", LogsFormat::Json, &defaults, 1)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        decode_logs(b"[]", LogsFormat::Json, &defaults, 1)
+            .unwrap()
+            .is_empty()
+    );
     let lines = decode_logs(b"one\n\ntwo\n", LogsFormat::Text, &defaults, 1).unwrap();
     assert_eq!(lines.len(), 2);
     assert!(decode_logs(b"[{", LogsFormat::Json, &defaults, 1).is_err());
