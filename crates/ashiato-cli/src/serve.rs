@@ -18,13 +18,13 @@ use serde::Deserialize;
 /// Run the server: OTLP ingest, embedded store, query API.
 ///
 /// Every option can also come from an environment variable or from the
-/// TOML file given by --config (keys: otlp_grpc, otlp_http, http, data_dir,
+/// TOML file given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir,
 /// retention, max_message_size). A flag beats the environment, which beats
 /// the file, which beats the default.
 #[derive(Debug, Default, clap::Args)]
 #[command(
     after_help = "Every option can also be set by its environment variable or in the TOML file \
-given by --config (keys: otlp_grpc, otlp_http, http, data_dir, retention, max_message_size). \
+given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
 by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// OTLP/HTTP listen address, or "off" [default: 127.0.0.1:4318]
     #[arg(long, env = "ASHIATO_OTLP_HTTP", value_name = "ADDR", value_parser = parse_listen)]
     otlp_http: Option<Listen>,
+
+    /// Datadog trace-agent listen address (dd-trace libraries, logs intake),
+    /// or "off" [default: 127.0.0.1:8126]
+    #[arg(long, env = "ASHIATO_DATADOG", value_name = "ADDR", value_parser = parse_listen)]
+    datadog: Option<Listen>,
 
     /// Web UI and query API listen address [default: 127.0.0.1:8800]
     #[arg(long, env = "ASHIATO_HTTP", value_name = "ADDR", value_parser = parse_listen)]
@@ -77,6 +82,7 @@ struct FileConfig {
     otlp_grpc: Option<String>,
     otlp_http: Option<String>,
     http: Option<String>,
+    datadog: Option<String>,
     data_dir: Option<PathBuf>,
     retention: Option<String>,
     max_message_size: Option<SizeSetting>,
@@ -187,6 +193,10 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         .otlp_http
         .or(from_file("otlp_http", &file.otlp_http)?)
         .map_or(defaults.otlp_http, Listen::address);
+    let datadog = args
+        .datadog
+        .or(from_file("datadog", &file.datadog)?)
+        .map_or(defaults.datadog, Listen::address);
     let http = match args.http.or(from_file("http", &file.http)?) {
         None => defaults.http,
         Some(Listen::At(addr)) => addr,
@@ -221,6 +231,7 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         otlp_grpc,
         otlp_http,
         http,
+        datadog,
         data_dir,
         retention,
         max_message_bytes,
@@ -331,6 +342,7 @@ mod tests {
         assert_eq!(config.otlp_grpc, Some(local(4317)));
         assert_eq!(config.otlp_http, Some(local(4318)));
         assert_eq!(config.http, local(8800));
+        assert_eq!(config.datadog, Some(local(8126)));
         assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(config.max_message_bytes, 32 * 1024 * 1024);
     }
@@ -398,6 +410,7 @@ mod tests {
         let expected = [
             ("otlp_grpc", "ASHIATO_OTLP_GRPC"),
             ("otlp_http", "ASHIATO_OTLP_HTTP"),
+            ("datadog", "ASHIATO_DATADOG"),
             ("http", "ASHIATO_HTTP"),
             ("data_dir", "ASHIATO_DATA_DIR"),
             ("retention", "ASHIATO_RETENTION"),
@@ -468,5 +481,17 @@ mod tests {
             Ok(true)
         );
         assert!(parse_listen("4317").is_err());
+    }
+
+    #[test]
+    fn test_datadog_listener_from_file_flag_or_off() {
+        let from_file = resolve(&ServeArgs::default(), Some(file(r#"datadog = "off""#))).unwrap();
+        assert_eq!(from_file.datadog, None);
+        let flagged = resolve(
+            &args(&["--datadog", "127.0.0.1:18126"]),
+            Some(file(r#"datadog = "off""#)),
+        )
+        .unwrap();
+        assert_eq!(flagged.datadog, Some(local(18126)));
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 pub const DEFAULT_OTLP_GRPC: SocketAddr = SocketAddr::new(LOOPBACK, 4317);
 /// Default OTLP/HTTP listener.
 pub const DEFAULT_OTLP_HTTP: SocketAddr = SocketAddr::new(LOOPBACK, 4318);
+/// Default Datadog trace-agent listener (the port tracers use by default).
+pub const DEFAULT_DATADOG: SocketAddr = SocketAddr::new(LOOPBACK, 8126);
 /// Default UI and query API listener.
 pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(LOOPBACK, 8800);
 /// Default largest OTLP message, after decompression.
@@ -28,6 +30,9 @@ pub struct ServerConfig {
     pub otlp_http: Option<SocketAddr>,
     /// UI and query API listener (also `/healthz`, `/readyz`).
     pub http: SocketAddr,
+    /// Datadog trace-agent listener (`/info`, `/v0.x/traces`, logs intake);
+    /// `None` turns it off.
+    pub datadog: Option<SocketAddr>,
     /// Root directory of the embedded store.
     pub data_dir: PathBuf,
     /// Error tracking: settling window and webhooks.
@@ -46,6 +51,7 @@ impl ServerConfig {
             otlp_grpc: Some(DEFAULT_OTLP_GRPC),
             otlp_http: Some(DEFAULT_OTLP_HTTP),
             http: DEFAULT_HTTP,
+            datadog: Some(DEFAULT_DATADOG),
             data_dir: data_dir.into(),
             errors: crate::errors::ErrorsConfig::default(),
             retention: DEFAULT_RETENTION,
@@ -60,6 +66,7 @@ impl ServerConfig {
             otlp_grpc: Some(any_port),
             otlp_http: Some(any_port),
             http: any_port,
+            datadog: Some(any_port),
             ..ServerConfig::new(data_dir)
         }
     }

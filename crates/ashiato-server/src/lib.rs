@@ -13,6 +13,7 @@
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
 mod config;
+pub mod datadog;
 mod errors;
 mod http_app;
 mod ingest;
@@ -33,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DEFAULT_HTTP, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP,
+    DEFAULT_DATADOG, DEFAULT_HTTP, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP,
     DEFAULT_RETENTION, ServerConfig,
 };
 pub use errors::ErrorsConfig;
@@ -46,6 +47,7 @@ pub struct BoundAddrs {
     pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
     pub http: SocketAddr,
+    pub datadog: Option<SocketAddr>,
 }
 
 impl BoundAddrs {
@@ -56,6 +58,7 @@ impl BoundAddrs {
             ("otlp-grpc", self.otlp_grpc),
             ("otlp-http", self.otlp_http),
             ("http", Some(self.http)),
+            ("datadog", self.datadog),
         ];
         let mut lines: Vec<String> = listeners
             .iter()
@@ -85,12 +88,14 @@ impl Server {
         let grpc_listener = bind_optional("otlp-grpc", config.otlp_grpc).await?;
         let otlp_http_listener = bind_optional("otlp-http", config.otlp_http).await?;
         let http_listener = bind("http", config.http).await?;
+        let datadog_listener = bind_optional("datadog", config.datadog).await?;
         let addrs = BoundAddrs {
             otlp_grpc: local_addr(grpc_listener.as_ref())?,
             otlp_http: local_addr(otlp_http_listener.as_ref())?,
             http: http_listener
                 .local_addr()
                 .context("reading http listener address")?,
+            datadog: local_addr(datadog_listener.as_ref())?,
         };
 
         let error_tracking =
@@ -125,15 +130,21 @@ impl Server {
             tasks.push(spawner.spawn_axum("otlp-http", listener, app));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
-        let app = http_app::router(query, readiness.clone());
+        let app = http_app::router(query, readiness.clone())
+            .merge(datadog::logs_router(store.clone(), config.max_message_bytes));
         let app = app.merge(error_tracking.api_router());
         tasks.push(spawner.spawn_axum("http", http_listener, app));
+        if let Some(listener) = datadog_listener {
+            let app = datadog::router(store.clone(), config.max_message_bytes);
+            tasks.push(spawner.spawn_axum("datadog", listener, app));
+        }
 
         readiness.set(true);
         tracing::info!(
             otlp_grpc = ?addrs.otlp_grpc,
             otlp_http = ?addrs.otlp_http,
             http = %addrs.http,
+            datadog = ?addrs.datadog,
             data_dir = %config.data_dir.display(),
             "ashiato is ready"
         );

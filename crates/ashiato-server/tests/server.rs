@@ -171,6 +171,7 @@ async fn test_disabled_listeners_and_startup_lines() {
     let config = ServerConfig {
         otlp_grpc: None,
         otlp_http: None,
+        datadog: None,
         ..ServerConfig::ephemeral(dir.path())
     };
     let server = Server::start(config).await.unwrap();

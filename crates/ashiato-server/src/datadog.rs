@@ -1,0 +1,373 @@
+//! The Datadog trace-agent listener (`--datadog`, default 127.0.0.1:8126)
+//! and the Datadog logs intake routes.
+//!
+//! Agent API, as dd-trace libraries use it:
+//! - `GET /info`: the capabilities document (`ashiato_datadog::info_document`);
+//! - `/v0.3/traces`, `/v0.4/traces`, `/v0.5/traces` with any method (JS
+//!   sends PUT, Go and Python POST): decode, append through the shared
+//!   ingest path, answer `{"rate_by_service":{}}` (v0.3: `OK`);
+//! - `/v0.6/stats` (200) and `/telemetry/proxy/api/v2/apmtelemetry` (202)
+//!   are accepted and dropped so tracers log no errors.
+//!
+//! Logs intake `POST /api/v2/logs` and `/v1/input` (JSON or text, gzip,
+//! deflate or zstd) answer 202 `{}`; they are served here and on the HTTP
+//! listener ([`logs_router`]). API-key headers are accepted and ignored.
+//!
+//! Answers when something fails: 400 with a message for bodies that cannot
+//! be decoded at all (Python tracers retry every non-2xx five times, so
+//! anything decodable is kept instead), 413 over the size limit, 415 for an
+//! unknown `Content-Encoding`. When the store is overloaded, a client that
+//! sent `Datadog-Send-Real-Http-Status` (libdatadog, so Python) gets the
+//! real 429 it asked for, with `Retry-After`, which it retries. Other
+//! clients get 503 + `Retry-After`: the real agent would answer 200 and drop
+//! the payload, but ashiato never acknowledges what it did not store, and a
+//! 5xx at least shows up in the tracer's logs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ashiato_datadog::{
+    BodyFormat, LogDefaults, LogsFormat, RATE_BY_SERVICE_REPLY, TraceIdHighCache, TraceVersion,
+    TracerInfo, V03_REPLY, decode_logs, decode_traces, info_document,
+};
+use ashiato_otlp::{Compression, DecompressError, decompress};
+use ashiato_store::Store;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::ingest::{self, AppendFailure, retry_after_seconds};
+
+/// Bodies larger than this are decoded on the blocking pool.
+const INLINE_DECODE_LIMIT: usize = 64 * 1024;
+
+/// The header libdatadog sends to get a real 429 instead of a silent 200.
+const SEND_REAL_HTTP_STATUS: &str = "datadog-send-real-http-status";
+
+#[derive(Clone)]
+struct DatadogState {
+    store: Store,
+    max_message_bytes: usize,
+    /// Trace-id high halves across payloads (partial flushes), see
+    /// `ashiato_datadog::TraceIdHighCache`.
+    trace_ids: Arc<Mutex<TraceIdHighCache>>,
+}
+
+impl DatadogState {
+    fn new(store: Store, max_message_bytes: usize) -> DatadogState {
+        DatadogState {
+            store,
+            max_message_bytes,
+            trace_ids: Arc::new(Mutex::new(TraceIdHighCache::default())),
+        }
+    }
+}
+
+/// Everything served on the Datadog agent listener.
+pub fn router(store: Store, max_message_bytes: usize) -> Router {
+    Router::new()
+        .route("/info", get(info))
+        .route("/v0.3/traces", any(traces_v03))
+        .route("/v0.4/traces", any(traces_v04))
+        .route("/v0.5/traces", any(traces_v05))
+        .route("/v0.6/stats", any(stats))
+        .route("/telemetry/proxy/api/v2/apmtelemetry", any(telemetry))
+        .route("/api/v2/logs", post(logs))
+        .route("/v1/input", post(logs))
+        .route("/v1/input/{api_key}", post(logs))
+        .with_state(DatadogState::new(store, max_message_bytes))
+        .layer(CatchPanicLayer::new())
+}
+
+/// Only the logs intake routes, for the HTTP (API) listener.
+pub fn logs_router(store: Store, max_message_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/v2/logs", post(logs))
+        .route("/v1/input", post(logs))
+        .route("/v1/input/{api_key}", post(logs))
+        .with_state(DatadogState::new(store, max_message_bytes))
+        .layer(CatchPanicLayer::new())
+}
+
+/// Why a Datadog request was refused; each maps to one status code.
+#[derive(Debug, thiserror::Error)]
+enum DatadogError {
+    #[error("unsupported content encoding {0:?}: use gzip, deflate, zstd or identity")]
+    UnsupportedEncoding(String),
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("failed to read request body: {0}")]
+    BodyRead(String),
+    #[error("invalid compressed body: {0}")]
+    CorruptCompression(String),
+    #[error(transparent)]
+    Traces(#[from] ashiato_datadog::TraceDecodeError),
+    #[error(transparent)]
+    Logs(#[from] ashiato_datadog::LogsDecodeError),
+    #[error(transparent)]
+    Append(#[from] AppendFailure),
+    #[error("decoding task failed")]
+    TaskFailed,
+}
+
+impl DatadogError {
+    fn status(&self, real_status: bool) -> StatusCode {
+        match self {
+            DatadogError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            DatadogError::TooLarge { .. } | DatadogError::Append(AppendFailure::TooLarge) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            DatadogError::BodyRead(_)
+            | DatadogError::CorruptCompression(_)
+            | DatadogError::Traces(_)
+            | DatadogError::Logs(_) => StatusCode::BAD_REQUEST,
+            DatadogError::Append(AppendFailure::Overloaded { .. }) if real_status => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            DatadogError::Append(AppendFailure::Overloaded { .. })
+            | DatadogError::Append(AppendFailure::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            DatadogError::Append(AppendFailure::Storage) | DatadogError::TaskFailed => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn into_response(self, endpoint: &'static str, headers: &HeaderMap) -> Response {
+        let status = self.status(headers.contains_key(SEND_REAL_HTTP_STATUS));
+        let message = self.to_string();
+        tracing::warn!(endpoint, status = status.as_u16(), error = %message, "datadog intake refused a request");
+        let retry_after = match self {
+            DatadogError::Append(AppendFailure::Overloaded { retry_after }) => {
+                Some(retry_after_seconds(retry_after))
+            }
+            DatadogError::Append(AppendFailure::ShuttingDown) => Some(1),
+            _ => None,
+        };
+        let mut response = (
+            status,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message,
+        )
+            .into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+async fn info() -> Response {
+    axum::Json(info_document()).into_response()
+}
+
+async fn traces_v03(state: State<DatadogState>, headers: HeaderMap, body: Body) -> Response {
+    traces(state, TraceVersion::V03, headers, body).await
+}
+
+async fn traces_v04(state: State<DatadogState>, headers: HeaderMap, body: Body) -> Response {
+    traces(state, TraceVersion::V04, headers, body).await
+}
+
+async fn traces_v05(state: State<DatadogState>, headers: HeaderMap, body: Body) -> Response {
+    traces(state, TraceVersion::V05, headers, body).await
+}
+
+async fn traces(
+    State(state): State<DatadogState>,
+    version: TraceVersion,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let endpoint = match version {
+        TraceVersion::V03 => "/v0.3/traces",
+        TraceVersion::V04 => "/v0.4/traces",
+        TraceVersion::V05 => "/v0.5/traces",
+    };
+    match receive_traces(&state, version, &headers, body).await {
+        Ok(()) if version == TraceVersion::V03 => {
+            (StatusCode::OK, [(CONTENT_TYPE, "text/plain")], V03_REPLY).into_response()
+        }
+        Ok(()) => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, "application/json")],
+            RATE_BY_SERVICE_REPLY,
+        )
+            .into_response(),
+        Err(error) => error.into_response(endpoint, &headers),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn receive_traces(
+    state: &DatadogState,
+    version: TraceVersion,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), DatadogError> {
+    let compression = request_compression(headers)?;
+    let limit = state.max_message_bytes;
+    let body = read_body(headers, body, limit).await?;
+    let format = BodyFormat::from_content_type(&header_text(headers, "content-type"));
+    let tracer = TracerInfo {
+        language: header_text(headers, "datadog-meta-lang"),
+        tracer_version: header_text(headers, "datadog-meta-tracer-version"),
+    };
+    let trace_ids = state.trace_ids.clone();
+    let decode = move || -> Result<_, DatadogError> {
+        let plain = decompress_body(compression, &body, limit)?;
+        // a poisoned lock only means another decode panicked mid-update of
+        // a best-effort cache; its contents are still usable
+        let mut cache = trace_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(decode_traces(&plain, version, format, &tracer, &mut cache)?)
+    };
+    let batch = if body_len(headers) > INLINE_DECODE_LIMIT {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|_| DatadogError::TaskFailed)??
+    } else {
+        decode()?
+    };
+    if batch.rejected > 0 {
+        tracing::warn!(
+            rejected = batch.rejected,
+            kept = batch.spans.len(),
+            "datadog payload had unusable spans, kept the rest"
+        );
+    }
+    tracing::debug!(
+        spans = batch.spans.len(),
+        chunks = batch.chunks,
+        "datadog traces decoded"
+    );
+    ingest::append_spans(&state.store, batch.spans).await?;
+    Ok(())
+}
+
+/// Client-side stats: accepted and dropped (ashiato computes its own).
+async fn stats() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Instrumentation telemetry: accepted and dropped.
+async fn telemetry() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+        .into_response()
+}
+
+async fn logs(
+    State(state): State<DatadogState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match receive_logs(&state, params, &headers, body).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            [(CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response(),
+        Err(error) => error.into_response("/api/v2/logs", &headers),
+    }
+}
+
+async fn receive_logs(
+    state: &DatadogState,
+    mut params: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), DatadogError> {
+    let compression = request_compression(headers)?;
+    let limit = state.max_message_bytes;
+    let body = read_body(headers, body, limit).await?;
+    let format = LogsFormat::from_content_type(&header_text(headers, "content-type"));
+    let defaults = LogDefaults {
+        service: params.remove("service"),
+        ddsource: params.remove("ddsource"),
+        ddtags: params.remove("ddtags"),
+        hostname: params.remove("hostname"),
+    };
+    let decode = move || -> Result<_, DatadogError> {
+        let plain = decompress_body(compression, &body, limit)?;
+        Ok(decode_logs(&plain, format, &defaults, now_unix_nano())?)
+    };
+    let records = if body_len(headers) > INLINE_DECODE_LIMIT {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|_| DatadogError::TaskFailed)??
+    } else {
+        decode()?
+    };
+    ingest::append_logs(&state.store, records).await?;
+    Ok(())
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
+fn body_len(headers: &HeaderMap) -> usize {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX)
+}
+
+fn request_compression(headers: &HeaderMap) -> Result<Compression, DatadogError> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(Compression::Identity);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    Compression::from_header(&text)
+        .ok_or_else(|| DatadogError::UnsupportedEncoding(text.into_owned()))
+}
+
+fn decompress_body(
+    compression: Compression,
+    body: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, DatadogError> {
+    decompress(compression, body, limit).map_err(|error| match error {
+        DecompressError::TooLarge { limit } => DatadogError::TooLarge { limit },
+        DecompressError::Corrupt(reason) => DatadogError::CorruptCompression(reason),
+    })
+}
+
+/// Reads at most `limit` bytes of body; a declared or actual larger body is
+/// refused without buffering it.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DatadogError> {
+    if body_len(headers) != usize::MAX && body_len(headers) > limit {
+        return Err(DatadogError::TooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(DatadogError::TooLarge { limit })
+        }
+        Err(error) => Err(DatadogError::BodyRead(error.to_string())),
+    }
+}
