@@ -7,5 +7,7 @@
 mod bad_input;
 mod cli;
 mod durability;
+mod errors;
+mod errors_alerts;
 mod sdk;
 mod support;
