@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ashiato_model::parse_duration_ns;
 use ashiato_query::{
-    AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, QueryService,
-    ServiceAggregate, parse_time,
+    AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, QueryService, ServiceAggregate,
+    parse_time,
 };
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -159,7 +159,9 @@ pub fn parse_query(raw: Option<&str>, now_ns: u64) -> Result<AggregateQuery, Api
         return Err(ApiError::bad_param("start", "start must be before end"));
     }
     let step_ns = match param(raw, "step") {
-        Some(value) => parse_duration_ns(&value).map_err(|error| ApiError::bad_param("step", error))?,
+        Some(value) => {
+            parse_duration_ns(&value).map_err(|error| ApiError::bad_param("step", error))?
+        }
         None => (end_ns - start_ns) / DEFAULT_POINTS,
     };
     Ok(AggregateQuery {
@@ -219,7 +221,11 @@ mod tests {
 
     #[test]
     fn test_bad_parameters_are_named() {
-        for (raw, name) in [("start=yesterday", "start"), ("step=often", "step"), ("start=2&end=1", "start")] {
+        for (raw, name) in [
+            ("start=yesterday", "start"),
+            ("step=often", "step"),
+            ("start=2&end=1", "start"),
+        ] {
             let error = parse_query(Some(raw), NOW).unwrap_err();
             assert!(error.to_string().contains(name), "{raw}: {error}");
         }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use ashiato_model::{LogRecord, Span, TraceId};
 
 pub use ashiato_store::{
-    AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, OperationStats, ServiceAggregate,
-    ServiceStats, StoreError,
+    AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, OperationStats,
+    ServiceAggregate, ServiceStats, StoreError,
 };
 pub use logs::LogQuery;
 pub use reader::ReadStore;

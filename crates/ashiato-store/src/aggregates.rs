@@ -365,13 +365,14 @@ impl Aggregates {
                     break;
                 }
                 let point = usize::try_from((key.minute - first) / step).unwrap_or(usize::MAX);
-                let service = services
-                    .entry(key.service.clone())
-                    .or_insert_with(|| ServiceAccumulator {
-                        entry: Accumulator::new(points),
-                        all: Accumulator::new(points),
-                        operations: BTreeMap::new(),
-                    });
+                let service =
+                    services
+                        .entry(key.service.clone())
+                        .or_insert_with(|| ServiceAccumulator {
+                            entry: Accumulator::new(points),
+                            all: Accumulator::new(points),
+                            operations: BTreeMap::new(),
+                        });
                 service.all.add(point, cell);
                 if key.entry {
                     service.entry.add(point, cell);

@@ -30,7 +30,7 @@ fn span(n: u64, service: &str, name: &str, kind: SpanKind, minute: u64, ms: u64)
         events: Vec::new(),
         links: Vec::new(),
         status: Status {
-            code: if n % 10 == 0 {
+            code: if n.is_multiple_of(10) {
                 StatusCode::Error
             } else {
                 StatusCode::Ok
@@ -50,7 +50,14 @@ fn span(n: u64, service: &str, name: &str, kind: SpanKind, minute: u64, ms: u64)
 fn workload() -> Vec<Span> {
     let mut spans = Vec::new();
     for n in 0..100 {
-        spans.push(span(n, "注文サービス", "GET /注文", SpanKind::Server, n % 2, n + 1));
+        spans.push(span(
+            n,
+            "注文サービス",
+            "GET /注文",
+            SpanKind::Server,
+            n % 2,
+            n + 1,
+        ));
     }
     for n in 100..130 {
         spans.push(span(n, "注文サービス", "SELECT", SpanKind::Client, 1, 5));
@@ -79,9 +86,21 @@ fn check(figures: &[ServiceAggregate]) {
     assert_eq!(service.total.count, 100);
     assert_eq!(service.total.errors, 10);
     assert_eq!(service.total.sum_ns, (1..=100).sum::<u64>() * 1_000_000);
-    assert!(within(service.total.p50_ns, 50_000_000), "{:?}", service.total);
-    assert!(within(service.total.p95_ns, 95_000_000), "{:?}", service.total);
-    assert!(within(service.total.p99_ns, 99_000_000), "{:?}", service.total);
+    assert!(
+        within(service.total.p50_ns, 50_000_000),
+        "{:?}",
+        service.total
+    );
+    assert!(
+        within(service.total.p95_ns, 95_000_000),
+        "{:?}",
+        service.total
+    );
+    assert!(
+        within(service.total.p99_ns, 99_000_000),
+        "{:?}",
+        service.total
+    );
     assert_eq!(service.series.len(), 2);
     assert_eq!(service.series[0].count, 50);
     assert_eq!(service.series[1].count, 50);

@@ -124,7 +124,14 @@ mod tests {
 
     #[tokio::test]
     async fn test_index_is_served_at_root_and_for_client_routes() {
-        for path in ["/", "/traces", "/traces/0af7651916cd43dd8448eb211c80319c?span=b7ad6b7169203331", "/services?range=1h", "/issues/42", "/logs?q=%E6%B3%A8%E6%96%87"] {
+        for path in [
+            "/",
+            "/traces",
+            "/traces/0af7651916cd43dd8448eb211c80319c?span=b7ad6b7169203331",
+            "/services?range=1h",
+            "/issues/42",
+            "/logs?q=%E6%B3%A8%E6%96%87",
+        ] {
             let (status, content_type, body) = get_path("GET", path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
             assert_eq!(content_type, "text/html; charset=utf-8", "{path}");
