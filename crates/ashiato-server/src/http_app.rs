@@ -1,5 +1,5 @@
 //! The UI/API listener (`--http`): the query API under `/api`, health
-//! probes, and (in a later issue) the web UI.
+//! probes, and the web UI (`ashiato-ui`) as the fallback.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,11 +31,12 @@ pub fn router(query: Arc<QueryService>, readiness: Readiness) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(readiness);
-    // the web UI will be merged here (static assets and a fallback to its
-    // index page); keep `/api`, `/healthz` and `/readyz` ahead of it
+    // the web UI answers everything else (its assets, and its index page for
+    // client-side routes); `/api`, `/healthz` and `/readyz` keep priority
     Router::new()
         .merge(ashiato_api::router(query))
         .merge(probes)
+        .merge(ashiato_ui::router())
         .layer(CatchPanicLayer::new())
 }
 
