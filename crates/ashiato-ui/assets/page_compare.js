@@ -41,7 +41,7 @@ export async function render(root, { params, isCurrent }) {
         h('td', { class: 'num' }, cell(row.a, 'self')),
         h('td', { class: 'num' }, cell(row.b, 'self')),
         h('td', { class: `num diff-${row.selfDelta > 0 ? 'slower' : row.selfDelta < 0 ? 'added' : 'same'}` }, `${row.selfDelta > 0 ? '+' : ''}${formatDuration(row.selfDelta)}`),
-        h('td', { class: 'num' }, `${row.durationDelta > 0 ? '+' : ''}${formatDuration(row.durationDelta)}`)))))));
+        h('td', { class: 'num' }, `${row.durationDelta > 0 ? '+' : ''}${formatDuration(row.durationDelta)}`))))));
 }
 
 async function renderPicker(root, { a, service, operation, isCurrent }) {

@@ -11,3 +11,4 @@ mod errors;
 mod errors_alerts;
 mod sdk;
 mod support;
+mod ui;
