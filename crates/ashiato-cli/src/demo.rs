@@ -1,7 +1,10 @@
 //! `ashiato demo`: sends realistic traffic (an order flow across four
-//! services and a batch job) to an OTLP/HTTP endpoint as protobuf, the same
-//! path a real SDK takes, then prints commands to look at what was sent.
+//! services, a batch job, and an export job that logs structured errors) to
+//! an OTLP/HTTP endpoint as protobuf, the same path a real SDK takes, then
+//! prints commands to look at what was sent. Recurring errors (failed
+//! payments, batch timeouts, export upload failures) become issues.
 
+mod export_job;
 mod traffic;
 
 use std::thread;
@@ -88,6 +91,7 @@ fn send_round(
         let mut logs = order.telemetry.logs.clone();
         if index % BATCH_JOB_EVERY == 0 {
             logs.extend(traffic::batch_job_logs(rng, now, index == 0));
+            logs.extend(export_job::export_job_logs(rng, now, index == 0));
         }
         sender.send_traces(&traffic::trace_request(order.telemetry.spans.clone()))?;
         sender.send_logs(&traffic::logs_request(logs.clone()))?;
@@ -127,6 +131,7 @@ fn print_summary(sent: &Sent, endpoint: &str, server: &str) {
     }
     println!("  ashiato traces --service payments --error{flag}");
     println!("  ashiato logs --service batch --severity error{flag}");
+    println!("  ashiato issues{flag}    # recurring errors, grouped (after ~10s of settling)");
 }
 
 /// POSTs protobuf export requests to `/v1/traces` and `/v1/logs`.

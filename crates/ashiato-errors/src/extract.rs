@@ -146,11 +146,7 @@ fn span_candidate(span: &Span) -> Candidate {
 /// Attributes worth a facet: span (or log) attributes that are not the
 /// error itself, plus a few resource attributes that locate the process.
 fn facet_attributes(attributes: &[KeyValue], resource: &[KeyValue]) -> Vec<(String, String)> {
-    const RESOURCE_KEYS: &[&str] = &[
-        "host.name",
-        "service.version",
-        "k8s.pod.name",
-    ];
+    const RESOURCE_KEYS: &[&str] = &["host.name", "service.version", "k8s.pod.name"];
     let own = attributes.iter().filter(|kv| {
         !(kv.key.starts_with("error.")
             || kv.key.starts_with("exception.")

@@ -223,7 +223,12 @@ fn is_hex(text: &str) -> bool {
 /// segments with digits are masked, the query goes.
 fn mask_url(text: &str) -> Option<String> {
     let (scheme, rest) = text.split_once("://")?;
-    if scheme.is_empty() || !scheme.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+    // schemes: a letter, then letters, digits, `+`, `-`, `.` (`s3`, `git+ssh`)
+    let valid_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'-' | b'.'));
+    if !valid_scheme {
         return None;
     }
     let rest = rest.split(['?', '#']).next().unwrap_or(rest);
@@ -275,6 +280,7 @@ mod tests {
             "connect to 10.0.3.17:5432 failed: connection refused",
             "dial tcp [fe80::1]:443: i/o timeout",
             "GET https://api.example.com/v1/users/42/orders?page=3 returned 503",
+            "upload of chunk 7 to s3://reports/run-311 failed",
             "checksum mismatch: expected 9f86d081884c7d65 got 0x7f3a",
             "deadline at 2024-05-01T10:00:00Z exceeded by 250ms",
             "can't parse \"12,5 EUR\" as amount (row 7)",
