@@ -41,9 +41,11 @@ export function scatter(traces, onPick) {
     h('svg:text', { x: 4, y: pad.t + 8 }, formatDuration(yMax)),
     h('svg:text', { x: 4, y: height - pad.b }, '0'),
     h('svg:text', { x: pad.l, y: height - 4 }, formatTime(traces[ys.length - 1] ? minBy(traces, xs) : '')),
-    traces.map((trace, i) => h('svg:circle', {
-      cx: x(xs[i]).toFixed(1), cy: y(ys[i]).toFixed(1), r: 4,
-      class: trace.error_count > 0 ? 'error' : null,
+    // a zero-length stroke with round caps and a non-scaling stroke stays a
+    // round dot although the plot stretches to the page width
+    traces.map((trace, i) => h('svg:path', {
+      d: `M${x(xs[i]).toFixed(1)} ${y(ys[i]).toFixed(1)}h0`,
+      class: trace.error_count > 0 ? 'dot error' : 'dot',
       'data-trace': trace.trace_id,
       onclick: () => onPick(trace),
     }, h('svg:title', {}, `${trace.root_service}: ${trace.root_name} · ${formatDuration(ys[i])}`))),

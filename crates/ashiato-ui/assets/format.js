@@ -58,6 +58,7 @@ export function formatAgo(nanos, nowMs = Date.now()) {
 export function formatRate(perSecond) {
   if (!perSecond) return '0';
   if (perSecond >= 1) return `${trim(perSecond)}/s`;
+  if (perSecond * 60 < 0.01) return '<0.01/min';
   return `${trim(perSecond * 60)}/min`;
 }
 

@@ -73,9 +73,10 @@ test('traces search renders results and the scatter plot; a dot opens its trace'
   const page = await openPage();
   await page.goto(`${BASE}/traces`);
   await page.waitForSelector('#trace-results tbody tr');
-  assert.ok(await page.locator('svg.scatter circle').count() > 0);
+  assert.ok(await page.locator('svg.scatter .dot').count() > 0);
   await shot(page, '01-traces');
-  await page.locator('svg.scatter circle').first().click();
+  // the last dot is painted on top of any it overlaps
+  await page.locator('svg.scatter .dot').last().click();
   await page.waitForSelector('.waterfall .row');
   assert.match(new URL(page.url()).pathname, /^\/trace\/[0-9a-f]{32}$/);
   await page.goBack();
@@ -224,6 +225,66 @@ test('a 10,000-span trace: first screen time is measured and reported', { skip: 
   const report = `10,000-span trace first screen: ${wall} ms wall (click to painted rows), ${inPage.toFixed(0)} ms in page (fetch + tree + paint); ${rows} rows in the DOM\n`;
   process.stdout.write(report);
   writeFileSync(join(OUT, 'ui-bench.txt'), report);
+  clean(page);
+  await page.close();
+});
+
+/** A synthetic trace of `count` spans (fan-out 10), as /api/v1/traces/{id} answers. */
+function syntheticTrace(traceId, count) {
+  const base = BigInt(Date.now()) * 1000000n;
+  const spans = [];
+  for (let i = 0; i < count; i++) {
+    const start = base + BigInt(i * 20000);
+    spans.push({
+      span_id: (i + 1).toString(16).padStart(16, '0'),
+      parent_span_id: i === 0 ? null : (Math.floor((i - 1) / 10) + 1).toString(16).padStart(16, '0'),
+      service: ['倉庫', 'catalog', 'pricing'][i % 3], name: `op ${i % 40}`, kind: 'internal',
+      start_time_unix_nano: start.toString(), duration_ns: String(i === 0 ? count * 20000 + 1000 : 100000),
+      status: { code: i % 101 === 7 ? 'error' : 'unset', message: '' },
+      attributes: { 'item.index': i }, resource: { 'service.name': 'x' }, scope: { name: 's', version: '' }, events: [], links: [],
+    });
+  }
+  return JSON.stringify({ trace_id: traceId, spans });
+}
+
+test('a 100,000-span trace renders and stays responsive (served by a routed fixture)', async () => {
+  const id = 'f'.repeat(32);
+  const body = syntheticTrace(id, 100000);
+  const page = await openPage();
+  await page.route(`**/api/v1/traces/${id}`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body }));
+  await page.route(`**/api/v1/logs?**`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: '{"logs":[]}' }));
+  await page.goto(`${BASE}/traces`);
+  await page.waitForSelector('#trace-results');
+  const started = Date.now();
+  await page.evaluate((traceId) => {
+    history.pushState(null, '', `/trace/${traceId}`);
+    window.dispatchEvent(new PopStateEvent('popstate'));
+  }, id);
+  await page.waitForFunction((traceId) => document.body.dataset.traceRendered === traceId, id, { timeout: 120000 });
+  const wall = Date.now() - started;
+  // responsive: a key press and a collapse of the root answer promptly
+  await page.focus('.waterfall');
+  const keyStarted = Date.now();
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('ArrowLeft');
+  await page.waitForFunction(() => document.querySelectorAll('.waterfall .row').length === 1);
+  const collapse = Date.now() - keyStarted;
+  const report = `100,000-span trace (routed fixture) first screen: ${wall} ms wall; select + collapse root: ${collapse} ms\n`;
+  process.stdout.write(report);
+  writeFileSync(join(OUT, 'ui-bench-100k.txt'), report);
+  clean(page);
+  await page.close();
+});
+
+test('dark theme screenshot of a trace', async () => {
+  const { body } = await api('/traces?error=true&limit=1');
+  const page = await openPage();
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.goto(`${BASE}/trace/${body.traces[0].trace_id}`);
+  await page.waitForSelector('.waterfall .row');
+  await page.locator('.waterfall .row.error .name').first().click();
+  await page.waitForSelector('#span-detail h3');
+  await shot(page, '09-trace-dark');
   clean(page);
   await page.close();
 });

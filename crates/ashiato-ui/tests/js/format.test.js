@@ -22,3 +22,7 @@ test('rates and percentages', () => {
   assert.equal(formatPercent(0.0123), '1.2%');
   assert.equal(formatPercent(0), '0%');
 });
+
+test('tiny rates do not read as zero', () => {
+  assert.equal(formatRate(1 / 86400), '<0.01/min');
+});
