@@ -13,9 +13,8 @@
 //!   documents (seconds, micro- and nanoseconds are recognised by size) or
 //!   RFC 3339;
 //! - `error.kind`/`error.message`/`error.stack`, flat or nested under
-//!   `error`, are kept as `error.*` attributes, and mirrored as OpenTelemetry's
-//!   `exception.type`/`exception.message`/`exception.stacktrace` so error
-//!   tracking reads Datadog and OTLP logs alike;
+//!   `error`, are kept as flat `error.*` attributes (error tracking reads
+//!   them as it reads OpenTelemetry's `exception.*`);
 //! - `dd.trace_id`/`dd.span_id` (decimal, or 32/16 hex) correlate with traces;
 //! - every other field is an attribute, nested objects flattened with dots.
 //!
@@ -296,25 +295,19 @@ fn push_tags(attributes: &mut Attributes, tags: &str) {
 }
 
 /// Error fields, flat (`"error.kind"`) or nested (`"error": {"kind"}`),
-/// kept as `error.*` and mirrored as OpenTelemetry `exception.*`.
+/// kept as flat `error.*` attributes.
 fn push_error_fields(
     attributes: &mut Attributes,
     item: &serde_json::Map<String, serde_json::Value>,
 ) {
     let nested = item.get("error").and_then(serde_json::Value::as_object);
-    let pairs = [
-        ("kind", "exception.type"),
-        ("message", "exception.message"),
-        ("stack", "exception.stacktrace"),
-    ];
-    for (name, otel_key) in pairs {
+    for name in ["kind", "message", "stack"] {
         let flat_key = format!("error.{name}");
         let value = item
             .get(&flat_key)
             .or_else(|| nested.and_then(|error| error.get(name)))
             .and_then(scalar_text);
         if let Some(value) = value {
-            attributes.push(KeyValue::new(otel_key, AttrValue::Str(value.clone())));
             attributes.push(KeyValue::new(flat_key, AttrValue::Str(value)));
         }
     }

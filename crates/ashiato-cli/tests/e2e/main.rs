@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod cli;
+mod datadog;
 mod durability;
 mod errors;
 mod errors_alerts;

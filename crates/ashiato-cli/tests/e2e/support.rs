@@ -28,6 +28,8 @@ pub struct Addresses {
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
     pub http: SocketAddr,
+    /// The Datadog trace-agent listener (on by default).
+    pub datadog: Option<SocketAddr>,
 }
 
 /// One running server with its own data directory. Dropping it kills the
@@ -66,6 +68,11 @@ impl TestServer {
 
     pub fn otlp_http_base(&self) -> String {
         format!("http://{}", self.addrs.otlp_http)
+    }
+
+    /// `DD_TRACE_AGENT_URL` for ddtrace peers.
+    pub fn datadog_base(&self) -> String {
+        format!("http://{}", self.addrs.datadog.expect("datadog listener is on"))
     }
 
     pub fn otlp_grpc_base(&self) -> String {
@@ -184,6 +191,8 @@ fn spawn_server(root: &Path, extra_args: &[String], start: usize) -> (Child, Add
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--datadog",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(root.join("data"))
@@ -228,6 +237,7 @@ fn stdout_lines(stdout: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 fn read_addresses(lines: &mpsc::Receiver<String>) -> Result<Addresses, String> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let (mut grpc, mut otlp_http, mut http) = (None, None, None);
+    let mut datadog = None;
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -256,6 +266,7 @@ fn read_addresses(lines: &mpsc::Receiver<String>) -> Result<Addresses, String> {
                     "otlp-grpc" => grpc = Some(addr),
                     "otlp-http" => otlp_http = Some(addr),
                     "http" => http = Some(addr),
+                    "datadog" => datadog = Some(addr),
                     _ => {} // later issues add listeners
                 }
             }
@@ -267,6 +278,7 @@ fn read_addresses(lines: &mpsc::Receiver<String>) -> Result<Addresses, String> {
             otlp_grpc,
             otlp_http,
             http,
+            datadog,
         }),
         _ => Err(format!(
             "`ready` before all three listeners were printed; stdout: {seen:?}"
@@ -419,6 +431,8 @@ pub enum PeerPython {
     Proto,
     /// SDK with the HTTP/JSON exporter (a separate venv: conflicting pins).
     Json,
+    /// The Datadog tracer `ddtrace` (its own venv).
+    Datadog,
 }
 
 impl PeerPython {
@@ -429,6 +443,7 @@ impl PeerPython {
         let (variable, venv) = match self {
             PeerPython::Proto => ("ASHIATO_TEST_PYTHON", ".venv-test"),
             PeerPython::Json => ("ASHIATO_TEST_PYTHON_JSON", ".venv-test-json"),
+            PeerPython::Datadog => ("ASHIATO_TEST_PYTHON_DD", ".venv-test-dd"),
         };
         let path = std::env::var_os(variable)
             .map(PathBuf::from)
@@ -453,7 +468,7 @@ pub fn run_peer(python: PeerPython, script: &str, env: &[(&str, &str)]) -> Strin
     command.arg(&script_path);
     // Only what the test sets may steer the SDK.
     for (key, _) in std::env::vars() {
-        if key.starts_with("OTEL_") {
+        if key.starts_with("OTEL_") || key.starts_with("DD_") {
             command.env_remove(key);
         }
     }
