@@ -110,6 +110,8 @@ fn span_candidate(span: &Span) -> Candidate {
                 )
             });
             let message = Some(span.status.message.clone()).filter(|text| !text.is_empty());
+            // without any code the status itself is the type
+            let status_type = status_type.or_else(|| Some("error".to_owned()));
             (CandidateKind::StatusOnly, status_type, message, None)
         }
     };
@@ -244,3 +246,6 @@ fn log_hash(time: u64, service: &str, body: &str, log: &LogRecord) -> u64 {
     }
     hash.finish()
 }
+
+#[cfg(test)]
+mod tests;

@@ -293,7 +293,13 @@ impl Grouped {
             service: &candidate.service,
             environment: &candidate.environment,
             error_type: &candidate.error_type,
-            message: &candidate.message,
+            // status-only errors group by type and operation: their status
+            // messages ("500 Internal Server Error") add nothing stable
+            message: if candidate.kind == CandidateKind::StatusOnly {
+                ""
+            } else {
+                &candidate.message
+            },
             operation: &candidate.operation,
             frames: &frames,
             custom: candidate.fingerprint_override.as_deref(),
@@ -301,10 +307,10 @@ impl Grouped {
         let id = IssueId::from_hash(&fingerprint.hash);
         let normalized = normalize_message(&candidate.message);
         let title = match (candidate.error_type.is_empty(), normalized.is_empty()) {
-            (false, false) => format!("{}: {normalized}", candidate.error_type),
-            (false, true) if candidate.kind == CandidateKind::StatusOnly => {
+            _ if candidate.kind == CandidateKind::StatusOnly => {
                 format!("{} {}", candidate.error_type, candidate.operation)
             }
+            (false, false) => format!("{}: {normalized}", candidate.error_type),
             (false, true) => candidate.error_type.clone(),
             (true, false) => normalized,
             (true, true) => candidate.operation.clone(),
