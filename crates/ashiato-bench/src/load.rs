@@ -1,0 +1,92 @@
+//! The ingest phase: several concurrent OTLP connections (alternating
+//! HTTP/protobuf and gRPC), each generating its share of batches and
+//! exporting them one at a time, waiting for the acknowledgement.
+//!
+//! Batch `b` (traces `b*batch..`) goes to connection `b % connections`, so
+//! the spans sent do not depend on scheduling.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::otlp::{self, Sender};
+use crate::procfs;
+use crate::server::ServerProcess;
+use crate::workload::Workload;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocols {
+    /// Alternate connections between OTLP/HTTP protobuf and OTLP/gRPC.
+    Both,
+    Http,
+    Grpc,
+}
+
+pub struct IngestResult {
+    pub spans: u64,
+    pub elapsed: Duration,
+    pub overloaded_retries: u64,
+    pub server_cpu_seconds: f64,
+    pub generator_cpu_seconds: f64,
+    pub server_peak_rss: u64,
+}
+
+pub fn run(
+    server: &ServerProcess,
+    workload: Workload,
+    connections: usize,
+    batch_traces: u64,
+    protocols: Protocols,
+) -> anyhow::Result<IngestResult> {
+    let connections = connections.max(1);
+    let batches = workload.traces.div_ceil(batch_traces.max(1));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let server_cpu_before = procfs::cpu_seconds(server.pid())?;
+    let own_cpu_before = procfs::cpu_seconds(std::process::id())?;
+    let began = Instant::now();
+    let mut workers = Vec::new();
+    for connection in 0..connections {
+        let use_grpc = match protocols {
+            Protocols::Both => connection % 2 == 1,
+            Protocols::Http => false,
+            Protocols::Grpc => true,
+        };
+        let mut sender = if use_grpc {
+            Sender::grpc(&server.otlp_grpc)?
+        } else {
+            Sender::http(&server.otlp_http)
+        };
+        let acknowledged = Arc::clone(&acknowledged);
+        workers.push(std::thread::spawn(move || -> anyhow::Result<u64> {
+            let mut overloaded = 0;
+            let mut batch = connection as u64;
+            while batch < batches {
+                let spans = workload.batch(batch * batch_traces, batch_traces);
+                let request = otlp::export_request(&spans, batch);
+                overloaded += sender
+                    .export(&request)
+                    .with_context(|| format!("{} export", sender.protocol()))?;
+                acknowledged.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                batch += connections as u64;
+            }
+            Ok(overloaded)
+        }));
+    }
+    let mut overloaded_retries = 0;
+    for worker in workers {
+        overloaded_retries += worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a sender thread panicked"))??;
+    }
+    let elapsed = began.elapsed();
+    Ok(IngestResult {
+        spans: acknowledged.load(Ordering::Relaxed),
+        elapsed,
+        overloaded_retries,
+        server_cpu_seconds: procfs::cpu_seconds(server.pid())? - server_cpu_before,
+        generator_cpu_seconds: procfs::cpu_seconds(std::process::id())? - own_cpu_before,
+        server_peak_rss: procfs::peak_rss_bytes(server.pid())?,
+    })
+}
