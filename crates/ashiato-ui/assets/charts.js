@@ -26,8 +26,9 @@ export function bars(values, { width = 240, height = 28, label = '', className =
 
 /** Duration over start time; a click on a dot calls onPick(trace). */
 export function scatter(traces, onPick) {
-  const width = 1000;
-  const height = 160;
+  // the plot keeps its aspect ratio (it scales with the page width), so dots stay round
+  const width = 1200;
+  const height = 170;
   const pad = { l: 56, r: 10, t: 8, b: 20 };
   if (!traces.length) return null;
   const xs = traces.map((t) => nanosToMillis(t.start_time_unix_nano));
@@ -37,14 +38,12 @@ export function scatter(traces, onPick) {
   const yMax = Math.max(...ys, 1);
   const x = (v) => pad.l + ((v - xMin) / (xMax - xMin)) * (width - pad.l - pad.r);
   const y = (v) => height - pad.b - (v / yMax) * (height - pad.t - pad.b);
-  return h('svg:svg', { class: 'scatter', viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'trace duration over time' },
+  return h('svg:svg', { class: 'scatter', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'trace duration over time' },
     h('svg:text', { x: 4, y: pad.t + 8 }, formatDuration(yMax)),
     h('svg:text', { x: 4, y: height - pad.b }, '0'),
     h('svg:text', { x: pad.l, y: height - 4 }, formatTime(traces[ys.length - 1] ? minBy(traces, xs) : '')),
-    // a zero-length stroke with round caps and a non-scaling stroke stays a
-    // round dot although the plot stretches to the page width
-    traces.map((trace, i) => h('svg:path', {
-      d: `M${x(xs[i]).toFixed(1)} ${y(ys[i]).toFixed(1)}h0`,
+    traces.map((trace, i) => h('svg:circle', {
+      cx: x(xs[i]).toFixed(1), cy: y(ys[i]).toFixed(1), r: 5,
       class: trace.error_count > 0 ? 'dot error' : 'dot',
       'data-trace': trace.trace_id,
       onclick: () => onPick(trace),

@@ -8,7 +8,7 @@ import { bars } from './charts.js';
 import { formatAgo, formatTime } from './format.js';
 import { navigate, setQuery } from './app.js';
 
-const FIELDS = ['status', 'service', 'q', 'sort'];
+const FIELDS = ['status', 'service', 'environment', 'source', 'q', 'sort'];
 
 function unavailable(root) {
   mount(root, h('h1', {}, 'Issues'), h('div', { class: 'empty' },
@@ -32,13 +32,15 @@ async function renderList(root, { params, isCurrent }) {
   } },
     h('label', {}, 'Status', h('select', { name: 'status' }, ['open', 'resolved', 'ignored', 'all'].map((s) => h('option', { value: s, selected: s === filters.status }, s)))),
     h('label', {}, 'Service', h('input', { name: 'service', value: filters.service, size: 14 })),
+    h('label', {}, 'Environment', h('input', { name: 'environment', value: filters.environment, size: 10 })),
+    h('label', {}, 'Source', h('select', { name: 'source' }, [['', 'any'], ['span', 'span exceptions'], ['log', 'error logs']].map(([v, t]) => h('option', { value: v, selected: v === filters.source }, t)))),
     h('label', {}, 'Search', h('input', { name: 'q', value: filters.q, size: 22, placeholder: 'ValueError' })),
     h('label', {}, 'Sort', h('select', { name: 'sort' }, [['last_seen', 'last seen'], ['first_seen', 'first seen'], ['count', 'count']].map(([v, t]) => h('option', { value: v, selected: v === filters.sort }, t)))),
     h('button', { class: 'primary', type: 'submit' }, 'Filter'));
   mount(root, h('h1', {}, 'Issues'), form, results);
   let issues;
   try {
-    ({ issues } = await api.get('/issues', { status: filters.status === 'all' ? '' : filters.status, service: filters.service, q: filters.q, sort: filters.sort, limit: 100 }));
+    ({ issues } = await api.get('/issues', { status: filters.status === 'all' ? '' : filters.status, service: filters.service, environment: filters.environment, source: filters.source, q: filters.q, sort: filters.sort, limit: 100 }));
   } catch (error) {
     if (!isCurrent()) return;
     if (error instanceof ApiError && error.status === 404) unavailable(root);

@@ -179,8 +179,16 @@ test('issues: list, detail, sample → trace, resolve changes the API status', a
   assert.equal(list.status, 200);
   await page.waitForSelector('#issue-list tbody tr, .empty');
   await shot(page, '06-issues');
-  const issue = list.body.issues.find((i) => i.status === 'open') || list.body.issues[0];
-  assert.ok(issue, 'the demo produces at least one issue');
+  // the demo's failed payments are span exceptions: their samples carry a trace
+  let issue;
+  for (const candidate of list.body.issues) {
+    const { body: detail } = await api(`/issues/${encodeURIComponent(candidate.id)}`);
+    if ((detail.samples || []).some((sample) => sample.trace_id)) {
+      issue = candidate;
+      break;
+    }
+  }
+  assert.ok(issue, `an issue with a traced sample among ${list.body.issues.length}`);
   await page.goto(`${BASE}/issues/${encodeURIComponent(issue.id)}`);
   await page.waitForSelector('#issue-status');
   await shot(page, '07-issue-detail');
@@ -195,10 +203,11 @@ test('issues: list, detail, sample → trace, resolve changes the API status', a
   await page.click('#reopen');
   await page.waitForFunction(() => document.querySelector('#issue-status')?.textContent === 'open');
   const sample = page.locator('#issue-samples a.sample-trace').first();
-  if (await sample.count()) {
-    await sample.click();
-    await page.waitForSelector('.waterfall .row');
-  }
+  const href = await sample.getAttribute('href');
+  await sample.click();
+  await page.waitForSelector('.waterfall .row.sel');
+  assert.equal(new URL(page.url()).pathname, href.split('?')[0], 'the sample opens its trace');
+  await shot(page, '10-issue-sample-trace');
   clean(page);
   await page.close();
 });
