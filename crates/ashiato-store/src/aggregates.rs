@@ -27,6 +27,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -43,6 +44,8 @@ const GAMMA: f64 = 1.04;
 /// The most points a series is cut into; a finer step is widened.
 pub const MAX_POINTS: u64 = 1440;
 const MAGIC: &[u8; 8] = b"ASHAGG1\n";
+/// Cells copied per lock hold while answering a query.
+const QUERY_CHUNK: usize = 2048;
 
 /// A latency histogram with logarithmic buckets: bucket 0 holds zero
 /// durations, bucket `i >= 1` holds durations in `(GAMMA^(i-2), GAMMA^(i-1)]` ns.
@@ -346,24 +349,39 @@ impl Aggregates {
         }
     }
 
+    /// Up to `QUERY_CHUNK` cells from `from` on, before `end_minute`. Queries
+    /// copy cells out chunk by chunk so that a long range never holds the
+    /// lock the WAL writer needs for more than a moment.
+    fn chunk(&self, from: Bound<Key>, end_minute: u64) -> Vec<(Key, Cell)> {
+        let tables = self.lock();
+        tables
+            .all
+            .range((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.minute < end_minute)
+            .take(QUERY_CHUNK)
+            .map(|(key, cell)| (key.clone(), cell.clone()))
+            .collect()
+    }
+
     /// Per service and operation figures over `query`'s range, by name.
     pub fn query(&self, query: &AggregateQuery) -> Vec<ServiceAggregate> {
         let points = query.points();
         let step = query.step_minutes();
         let first = query.first_minute();
-        let from = Key {
+        let mut from = Bound::Included(Key {
             minute: first,
             service: String::new(),
             operation: String::new(),
             entry: false,
-        };
+        });
         let mut services: BTreeMap<String, ServiceAccumulator> = BTreeMap::new();
-        {
-            let tables = self.lock();
-            for (key, cell) in tables.all.range(from..) {
-                if key.minute >= query.end_minute() {
-                    break;
-                }
+        loop {
+            let chunk = self.chunk(from, query.end_minute());
+            let Some((last, _)) = chunk.last() else {
+                break;
+            };
+            from = Bound::Excluded(last.clone());
+            for (key, cell) in &chunk {
                 let point = usize::try_from((key.minute - first) / step).unwrap_or(usize::MAX);
                 let service =
                     services
@@ -611,6 +629,46 @@ mod tests {
             flipped[index] ^= 0x40;
             assert_eq!(decode_file(&flipped), None, "flipped byte {index}");
         }
+    }
+
+    #[test]
+    fn test_query_reads_more_cells_than_one_chunk_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let aggregates = Aggregates::open(dir.path(), 0).unwrap();
+        let operations = QUERY_CHUNK * 2 + 7;
+        {
+            let mut tables = aggregates.lock();
+            for minute in 0..2 {
+                for n in 0..operations {
+                    let mut cell = Cell {
+                        count: 2,
+                        errors: 1,
+                        sum_ns: 10,
+                        histogram: Histogram::default(),
+                    };
+                    cell.histogram.record(5);
+                    cell.histogram.record(5);
+                    let key = Key {
+                        minute,
+                        service: "svc".into(),
+                        operation: format!("op{n:05}"),
+                        entry: true,
+                    };
+                    tables.all.insert(key, cell);
+                }
+            }
+        }
+        let figures = aggregates.query(&AggregateQuery {
+            start_ns: 0,
+            end_ns: 2 * MINUTE_NS,
+            step_ns: MINUTE_NS,
+        });
+        assert_eq!(figures.len(), 1);
+        assert_eq!(figures[0].total.count, 4 * operations as u64);
+        assert_eq!(figures[0].total.errors, 2 * operations as u64);
+        assert_eq!(figures[0].operations.len(), operations);
+        assert!(figures[0].operations.iter().all(|op| op.total.count == 4));
+        assert_eq!(figures[0].series[1].count, 2 * operations as u64);
     }
 
     #[test]
