@@ -16,6 +16,15 @@ fn send_dd_shop(
     api_version: &str,
     traceparent: Option<&str>,
 ) -> (String, String) {
+    send_dd_shop_with(server, api_version, traceparent, &[])
+}
+
+fn send_dd_shop_with(
+    server: &TestServer,
+    api_version: &str,
+    traceparent: Option<&str>,
+    extra_env: &[(&str, &str)],
+) -> (String, String) {
     let agent = server.datadog_base();
     let mut env = vec![
         ("DD_TRACE_AGENT_URL", agent.as_str()),
@@ -30,6 +39,7 @@ fn send_dd_shop(
     if let Some(traceparent) = traceparent {
         env.push(("PEER_TRACEPARENT", traceparent));
     }
+    env.extend_from_slice(extra_env);
     let output = run_peer(PeerPython::Datadog, "dd_shop.py", &env);
     let printed: Value = output
         .lines()
@@ -170,10 +180,18 @@ fn test_otel_parent_and_ddtrace_child_are_one_trace() {
     assert_eq!(roots, Some(1), "{trace:#}");
 }
 
+/// Where to post, the path, headers and body.
+type Post<'a> = (
+    std::net::SocketAddr,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+);
+
 fn gzip(body: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(body).unwrap();
-    encoder.finish().unwrap()
+    encoder.write_all(body).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
 }
 
 /// One failing batch item as a Datadog log shipper posts it.
@@ -213,7 +231,7 @@ fn test_datadog_log_posts_become_logs_and_one_grouped_issue() {
                   "stack": failure(3)["error.stack"]},
     });
     let json_type = ("Content-Type", "application/json");
-    let posts: Vec<(std::net::SocketAddr, &str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let posts: Vec<Post<'_>> = vec![
         (datadog, "/api/v2/logs", vec![json_type], batch([1, 2])),
         (
             server.addrs.http,
@@ -284,4 +302,22 @@ fn test_bad_trace_payloads_get_400_and_the_server_keeps_serving() {
     let (trace_id, root) = send_dd_shop(&server, "v0.4", None);
     let trace = server.wait_for_trace(&trace_id, 4);
     assert_dd_shop_trace(&trace, &trace_id, &root);
+}
+
+#[test]
+fn test_partial_flushes_of_one_trace_assemble() {
+    let server = TestServer::start();
+    // every finished span is flushed on its own, before the root ends:
+    // the trace reaches ashiato as several chunks
+    let (trace_id, root_span_id) = send_dd_shop_with(
+        &server,
+        "v0.4",
+        None,
+        &[
+            ("DD_TRACE_PARTIAL_FLUSH_ENABLED", "true"),
+            ("DD_TRACE_PARTIAL_FLUSH_MIN_SPANS", "1"),
+        ],
+    );
+    let trace = server.wait_for_trace(&trace_id, 4);
+    assert_dd_shop_trace(&trace, &trace_id, &root_span_id);
 }
