@@ -24,7 +24,7 @@
 //! Aggregates outlive span retention on purpose: they are small (one cell
 //! per operation and minute) and keep long-range rates after spans age out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::ops::Bound;
@@ -157,19 +157,27 @@ fn is_entry(span: &Span) -> bool {
     matches!(span.kind, SpanKind::Server | SpanKind::Consumer) || span.is_root()
 }
 
-fn add_span(table: &mut Table, span: &Span) {
-    let key = Key {
-        minute: span.start_time_unix_nano / MINUTE_NS,
-        service: span.service_name().to_owned(),
-        operation: span.name.clone(),
-        entry: is_entry(span),
-    };
-    let cell = table.entry(key).or_default();
-    let duration = span.duration_ns();
-    cell.count += 1;
-    cell.errors += u64::from(span.is_error());
-    cell.sum_ns = cell.sum_ns.saturating_add(duration);
-    cell.histogram.record(duration);
+/// A batch's cells keyed by borrowed names: a batch repeats few keys, so
+/// owned keys are built once per distinct key rather than once per span.
+fn batch_cells<'a>(
+    spans: impl IntoIterator<Item = &'a Span>,
+) -> HashMap<(u64, &'a str, &'a str, bool), Cell> {
+    let mut cells: HashMap<(u64, &str, &str, bool), Cell> = HashMap::new();
+    for span in spans {
+        let key = (
+            span.start_time_unix_nano / MINUTE_NS,
+            span.service_name(),
+            span.name.as_str(),
+            is_entry(span),
+        );
+        let cell = cells.entry(key).or_default();
+        let duration = span.duration_ns();
+        cell.count += 1;
+        cell.errors += u64::from(span.is_error());
+        cell.sum_ns = cell.sum_ns.saturating_add(duration);
+        cell.histogram.record(duration);
+    }
+    cells
 }
 
 /// Which minutes an aggregate query covers and how they are grouped.
@@ -326,11 +334,23 @@ impl Aggregates {
     /// Counts spans that were just inserted into (or replayed into) the
     /// active memtable.
     pub fn record<'a>(&self, spans: impl IntoIterator<Item = &'a Span>) {
+        let cells = batch_cells(spans);
         let mut tables = self.lock();
         let tables = &mut *tables;
-        for span in spans {
-            add_span(&mut tables.all, span);
-            add_span(&mut tables.open_generation, span);
+        for ((minute, service, operation, entry), cell) in cells {
+            let key = Key {
+                minute,
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+                entry,
+            };
+            match tables.all.get_mut(&key) {
+                Some(existing) => existing.merge(&cell),
+                None => {
+                    tables.all.insert(key.clone(), cell.clone());
+                }
+            }
+            tables.open_generation.entry(key).or_default().merge(&cell);
         }
     }
 
