@@ -321,3 +321,119 @@ fn test_partial_flushes_of_one_trace_assemble() {
     let trace = server.wait_for_trace(&trace_id, 4);
     assert_dd_shop_trace(&trace, &trace_id, &root_span_id);
 }
+
+/// Just enough MessagePack to write a payload the way dd-trace-go does.
+enum Mp {
+    Str(String),
+    Uint(u64),
+    Int(i64),
+    Float(f64),
+    Array(Vec<Mp>),
+    Map(Vec<(&'static str, Mp)>),
+}
+
+fn encode_mp(value: &Mp, out: &mut Vec<u8>) {
+    match value {
+        Mp::Str(text) => {
+            out.push(0xdb);
+            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        Mp::Uint(value) => {
+            out.push(0xcf);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        Mp::Int(value) => {
+            out.push(0xd3);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        Mp::Float(value) => {
+            out.push(0xcb);
+            out.extend_from_slice(&value.to_bits().to_be_bytes());
+        }
+        Mp::Array(items) => {
+            out.push(0xdd);
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            items.iter().for_each(|item| encode_mp(item, out));
+        }
+        Mp::Map(entries) => {
+            out.push(0xdf);
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            for (key, value) in entries {
+                encode_mp(&Mp::Str((*key).to_owned()), out);
+                encode_mp(value, out);
+            }
+        }
+    }
+}
+
+/// One Orchestrion request: net/http's server span and the router's
+/// server span below it, both marked with the same handler error.
+fn orchestrion_request(trace_id: u64, start: i64) -> Mp {
+    let text = |value: &str| Mp::Str(value.to_owned());
+    let stack = "goroutine 42 [running]:\nmain.(*Users).Get(0xc000010000, {0x7f0, 0xc0000a8000})\n\t/app/users.go:31 +0x65\nnet/http.HandlerFunc.ServeHTTP(0xc000122000, {0x7f0, 0xc0000a8000})\n\t/usr/local/go/src/net/http/server.go:2220 +0x29\n";
+    let span = |span_id: u64, parent_id: u64, component: &str| {
+        Mp::Map(vec![
+            ("name", text("http.request")),
+            ("service", text("orders")),
+            ("resource", text("GET /users/{id}")),
+            ("type", text("web")),
+            ("start", Mp::Int(start)),
+            ("duration", Mp::Int(2_000_000)),
+            (
+                "meta",
+                Mp::Map(vec![
+                    ("component", text(component)),
+                    ("span.kind", text("server")),
+                    ("env", text("prod")),
+                    ("error.type", text("*errors.errorString")),
+                    ("error.message", text("user 7 not found")),
+                    ("error.stack", text(stack)),
+                ]),
+            ),
+            ("meta_struct", Mp::Map(vec![])),
+            (
+                "metrics",
+                Mp::Map(vec![("_sampling_priority_v1", Mp::Float(1.0))]),
+            ),
+            ("span_id", Mp::Uint(span_id)),
+            ("trace_id", Mp::Uint(trace_id)),
+            ("parent_id", Mp::Uint(parent_id)),
+            ("error", Mp::Int(1)),
+        ])
+    };
+    Mp::Array(vec![
+        span(trace_id + 1, 0, "net/http"),
+        span(trace_id + 2, trace_id + 1, "go-chi/chi.v5"),
+    ])
+}
+
+#[test]
+fn test_orchestrion_double_server_spans_are_one_occurrence() {
+    let server = TestServer::start_with(&["--error-settle", "1s"]);
+    let datadog = server.addrs.datadog.expect("datadog listener");
+    let now = 1_795_000_000_000_000_000i64;
+    let traces: Vec<Mp> = (0..3u64)
+        .map(|n| orchestrion_request(1000 * (n + 1), now + n as i64 * 1_000_000))
+        .collect();
+    let mut body = Vec::new();
+    encode_mp(&Mp::Array(traces), &mut body);
+    let headers = [
+        ("Content-Type", "application/msgpack"),
+        ("Datadog-Meta-Lang", "go"),
+        ("Datadog-Meta-Tracer-Version", "v2.3.0"),
+    ];
+    let response = http_request(datadog, "POST", "/v0.4/traces", &headers, &body);
+    assert_eq!(response.status, 200, "{}", response.text());
+    for n in 1..=3u64 {
+        server.wait_for_trace(&format!("{:032x}", 1000 * n), 2);
+    }
+    // three failed requests, six error spans: three occurrences of one issue
+    let issue = wait_until("an issue with 3 occurrences", || {
+        issues_of_type(&server, "*errors.errorString")
+            .into_iter()
+            .find(|issue| issue["count"] == 3)
+    });
+    assert_eq!(issue["service"], "orders");
+    assert_eq!(issues_of_type(&server, "*errors.errorString").len(), 1);
+}
