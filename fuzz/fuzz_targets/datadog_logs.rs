@@ -15,5 +15,5 @@ fuzz_target!(|data: &[u8]| {
     } else {
         LogsFormat::Text
     };
-    let _ = decode_logs(body, format, &LogDefaults::default(), 1);
+    let _ = decode_logs(body, format, &LogDefaults::default(), 1, None);
 });

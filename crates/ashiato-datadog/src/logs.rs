@@ -8,7 +8,10 @@
 //! - `service` and `hostname` make the resource (`service.name`,
 //!   `host.name`); `ddsource` is kept as an attribute;
 //! - `ddtags` (`env:prod,version:1.2,team`) become one string attribute per
-//!   tag (a tag without `:` gets an empty value);
+//!   tag (a tag without `:` gets an empty value); the `env`, `version` and
+//!   `service` tags also go to the resource (`deployment.environment.name`,
+//!   `service.version`, `service.name` when no `service` field), as for
+//!   spans;
 //! - `timestamp` (or `date`, `@timestamp`): epoch milliseconds as Datadog
 //!   documents (seconds, micro- and nanoseconds are recognised by size) or
 //!   RFC 3339;
@@ -16,6 +19,8 @@
 //!   `error`, are kept as flat `error.*` attributes (error tracking reads
 //!   them as it reads OpenTelemetry's `exception.*`);
 //! - `dd.trace_id`/`dd.span_id` (decimal, or 32/16 hex) correlate with traces;
+//!   a decimal id is only the low 64 bits, so the high half comes from the
+//!   [`TraceIdHighCache`] the trace decoder filled, when it knows the trace;
 //! - every other field is an attribute, nested objects flattened with dots.
 //!
 //! Query parameters (`?service=&ddsource=&ddtags=&hostname=`) are defaults
@@ -24,9 +29,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ashiato_model::{AttrValue, Attributes, KeyValue, LogRecord, Resource, Scope, SpanId, TraceId};
+use ashiato_model::{
+    AttrValue, Attributes, KeyValue, LogRecord, Resource, Scope, SpanId, TraceId, attr_str,
+};
 
-use crate::mapping::json_attr;
+use crate::mapping::{TraceIdHighCache, json_attr};
 use crate::time::parse_rfc3339_nanos;
 
 /// A body that is not a JSON log payload.
@@ -67,15 +74,18 @@ impl LogsFormat {
 }
 
 /// Decodes one intake request. `now_unix_nano` becomes the observed time
-/// (and the time of items without a usable timestamp).
+/// (and the time of items without a usable timestamp); `trace_ids` widens
+/// decimal 64-bit trace ids to the 128-bit ids of traces already seen.
 pub fn decode_logs(
     body: &[u8],
     format: LogsFormat,
     defaults: &LogDefaults,
     now_unix_nano: u64,
+    trace_ids: Option<&TraceIdHighCache>,
 ) -> Result<Vec<LogRecord>, LogsDecodeError> {
     let mut builder = Builder {
         defaults,
+        trace_ids,
         now: now_unix_nano,
         scope: Arc::new(Scope {
             name: "datadog.logs".to_owned(),
@@ -121,10 +131,14 @@ pub fn decode_logs(
 
 struct Builder<'d> {
     defaults: &'d LogDefaults,
+    trace_ids: Option<&'d TraceIdHighCache>,
     now: u64,
     scope: Arc<Scope>,
-    resources: HashMap<(String, String), Arc<Resource>>,
+    resources: HashMap<ResourceKey, Arc<Resource>>,
 }
+
+/// What a log's resource is made of: service, host, env, version.
+type ResourceKey = (String, String, String, String);
 
 /// Fields with a meaning of their own; everything else is an attribute.
 const RESERVED: &[&str] = &[
@@ -179,8 +193,7 @@ impl Builder<'_> {
         let (severity_number, severity_text) = severity(status.as_deref());
         let service = string_field(&["service"])
             .or_else(|| nested.get("service").and_then(scalar_text))
-            .or_else(|| self.defaults.service.clone())
-            .unwrap_or_default();
+            .or_else(|| self.defaults.service.clone());
         let hostname = string_field(&["hostname", "host"])
             .or_else(|| self.defaults.hostname.clone())
             .unwrap_or_default();
@@ -207,11 +220,14 @@ impl Builder<'_> {
             }
             flatten(&mut attributes, key.clone(), value);
         }
+        let tag = |key: &str| attr_str(&attributes, key).unwrap_or_default().to_owned();
+        let service = service.unwrap_or_else(|| tag("service"));
+        let key = (service, hostname, tag("env"), tag("version"));
 
         let trace_id = field("dd.trace_id")
             .or_else(|| nested.get("trace_id"))
             .and_then(scalar_text)
-            .and_then(|text| parse_trace_id(&text));
+            .and_then(|text| parse_trace_id(&text, self.trace_ids));
         let span_id = field("dd.span_id")
             .or_else(|| nested.get("span_id"))
             .and_then(scalar_text)
@@ -228,22 +244,27 @@ impl Builder<'_> {
             span_id,
             flags: 0,
             event_name: String::new(),
-            resource: self.resource(service, hostname),
+            resource: self.resource(key),
             scope: self.scope.clone(),
         }
     }
 
-    fn resource(&mut self, service: String, hostname: String) -> Arc<Resource> {
-        let key = (service, hostname);
+    fn resource(&mut self, key: ResourceKey) -> Arc<Resource> {
         if let Some(resource) = self.resources.get(&key) {
             return resource.clone();
         }
+        let (service, host, env, version) = &key;
         let mut attributes = Vec::new();
-        if !key.0.is_empty() {
-            attributes.push(KeyValue::new("service.name", AttrValue::Str(key.0.clone())));
-        }
-        if !key.1.is_empty() {
-            attributes.push(KeyValue::new("host.name", AttrValue::Str(key.1.clone())));
+        let pairs = [
+            ("service.name", service),
+            ("host.name", host),
+            ("deployment.environment.name", env),
+            ("service.version", version),
+        ];
+        for (name, value) in pairs {
+            if !value.is_empty() {
+                attributes.push(KeyValue::new(name, AttrValue::Str(value.clone())));
+            }
         }
         let resource = Arc::new(Resource::new(attributes));
         self.resources.insert(key, resource.clone());
@@ -383,12 +404,13 @@ fn epoch_nanos(value: f64) -> Option<u64> {
     (nanos < u64::MAX as f64).then_some(nanos as u64)
 }
 
-/// Decimal (Datadog's 64-bit form) or 32/16 hex digits.
-fn parse_trace_id(text: &str) -> Option<TraceId> {
+/// Decimal (Datadog's 64-bit form, widened by the cache) or 32/16 hex digits.
+fn parse_trace_id(text: &str, trace_ids: Option<&TraceIdHighCache>) -> Option<TraceId> {
     let text = text.trim();
     if !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()) {
         let low = text.parse::<u64>().ok().filter(|low| *low != 0)?;
-        return Some(TraceId::from_halves(0, low));
+        let high = trace_ids.map_or(0, |cache| cache.lookup(low));
+        return Some(TraceId::from_halves(high, low));
     }
     TraceId::from_hex(text).ok()
 }
@@ -441,11 +463,17 @@ mod tests {
     #[test]
     fn test_ids_decimal_or_hex() {
         assert_eq!(
-            parse_trace_id("42").map(|id| id.to_hex()),
+            parse_trace_id("42", None).map(|id| id.to_hex()),
             Some("0000000000000000000000000000002a".to_owned())
         );
-        assert!(parse_trace_id("0af7651916cd43dd8448eb211c80319c").is_some());
-        assert!(parse_trace_id("0").is_none());
+        let mut cache = TraceIdHighCache::default();
+        cache.remember(42, 7);
+        assert_eq!(
+            parse_trace_id("42", Some(&cache)).map(|id| id.to_hex()),
+            Some("0000000000000007000000000000002a".to_owned())
+        );
+        assert!(parse_trace_id("0af7651916cd43dd8448eb211c80319c", None).is_some());
+        assert!(parse_trace_id("0", None).is_none());
         assert_eq!(parse_span_id("255").map(|id| id.as_u64()), Some(255));
     }
 }

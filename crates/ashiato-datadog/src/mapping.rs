@@ -62,14 +62,14 @@ impl TraceIdHighCache {
         }
     }
 
-    fn remember(&mut self, low: u64, high: u64) {
+    pub(crate) fn remember(&mut self, low: u64, high: u64) {
         if self.high_by_low.len() >= self.capacity && !self.high_by_low.contains_key(&low) {
             self.high_by_low.clear();
         }
         self.high_by_low.insert(low, high);
     }
 
-    fn lookup(&self, low: u64) -> u64 {
+    pub(crate) fn lookup(&self, low: u64) -> u64 {
         self.high_by_low.get(&low).copied().unwrap_or(0)
     }
 }

@@ -152,7 +152,7 @@ fn test_golden_logs_agent_array_and_error_fields() {
         ddtags: Some("region:eu".to_owned()),
         ..LogDefaults::default()
     };
-    let records = decode_logs(body, LogsFormat::Json, &defaults, 1_000).unwrap();
+    let records = decode_logs(body, LogsFormat::Json, &defaults, 1_000, None).unwrap();
     insta::assert_snapshot!(render_logs(&records));
 }
 
@@ -164,27 +164,28 @@ fn test_logs_object_empty_and_text_forms() {
         LogsFormat::Json,
         &defaults,
         1,
+        None,
     )
     .unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].severity_number, 13);
     assert!(
-        decode_logs(b"", LogsFormat::Json, &defaults, 1)
+        decode_logs(b"", LogsFormat::Json, &defaults, 1, None)
             .unwrap()
             .is_empty()
     );
     assert!(
-        decode_logs(b"{}", LogsFormat::Json, &defaults, 1)
+        decode_logs(b"{}", LogsFormat::Json, &defaults, 1, None)
             .unwrap()
             .is_empty()
     );
     assert!(
-        decode_logs(b"[]", LogsFormat::Json, &defaults, 1)
+        decode_logs(b"[]", LogsFormat::Json, &defaults, 1, None)
             .unwrap()
             .is_empty()
     );
-    let lines = decode_logs(b"one\n\ntwo\n", LogsFormat::Text, &defaults, 1).unwrap();
+    let lines = decode_logs(b"one\n\ntwo\n", LogsFormat::Text, &defaults, 1, None).unwrap();
     assert_eq!(lines.len(), 2);
-    assert!(decode_logs(b"[{", LogsFormat::Json, &defaults, 1).is_err());
-    assert!(decode_logs(b"42", LogsFormat::Json, &defaults, 1).is_err());
+    assert!(decode_logs(b"[{", LogsFormat::Json, &defaults, 1, None).is_err());
+    assert!(decode_logs(b"42", LogsFormat::Json, &defaults, 1, None).is_err());
 }

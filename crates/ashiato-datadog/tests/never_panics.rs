@@ -20,7 +20,7 @@ fn run_all_decoders(body: &[u8], cache: &mut TraceIdHighCache) -> bool {
             }
         }
         for format in [LogsFormat::Json, LogsFormat::Text] {
-            let _ = decode_logs(body, format, &LogDefaults::default(), 1);
+            let _ = decode_logs(body, format, &LogDefaults::default(), 1, None);
         }
     }))
     .is_ok()

@@ -70,8 +70,20 @@ impl DatadogState {
     }
 }
 
+/// The agent listener's router and the logs intake routes for the HTTP
+/// listener, sharing one trace-id cache so decimal `dd.trace_id`s in logs
+/// widen to the 128-bit ids of traces seen on the agent listener.
+pub fn routers(store: Store, max_message_bytes: usize) -> (Router, Router) {
+    let state = DatadogState::new(store, max_message_bytes);
+    (agent_router(state.clone()), logs_routes(state))
+}
+
 /// Everything served on the Datadog agent listener.
 pub fn router(store: Store, max_message_bytes: usize) -> Router {
+    agent_router(DatadogState::new(store, max_message_bytes))
+}
+
+fn agent_router(state: DatadogState) -> Router {
     Router::new()
         .route("/info", get(info))
         .route("/v0.3/traces", any(traces_v03))
@@ -82,17 +94,21 @@ pub fn router(store: Store, max_message_bytes: usize) -> Router {
         .route("/api/v2/logs", post(logs))
         .route("/v1/input", post(logs))
         .route("/v1/input/{api_key}", post(logs))
-        .with_state(DatadogState::new(store, max_message_bytes))
+        .with_state(state)
         .layer(CatchPanicLayer::new())
 }
 
 /// Only the logs intake routes, for the HTTP (API) listener.
 pub fn logs_router(store: Store, max_message_bytes: usize) -> Router {
+    logs_routes(DatadogState::new(store, max_message_bytes))
+}
+
+fn logs_routes(state: DatadogState) -> Router {
     Router::new()
         .route("/api/v2/logs", post(logs))
         .route("/v1/input", post(logs))
         .route("/v1/input/{api_key}", post(logs))
-        .with_state(DatadogState::new(store, max_message_bytes))
+        .with_state(state)
         .layer(CatchPanicLayer::new())
 }
 
@@ -308,9 +324,19 @@ async fn receive_logs(
         ddtags: params.remove("ddtags"),
         hostname: params.remove("hostname"),
     };
+    let trace_ids = state.trace_ids.clone();
     let decode = move || -> Result<_, DatadogError> {
         let plain = decompress_body(compression, &body, limit)?;
-        Ok(decode_logs(&plain, format, &defaults, now_unix_nano())?)
+        let cache = trace_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(decode_logs(
+            &plain,
+            format,
+            &defaults,
+            now_unix_nano(),
+            Some(&cache),
+        )?)
     };
     let records = if body_len(headers) > INLINE_DECODE_LIMIT {
         tokio::task::spawn_blocking(decode)

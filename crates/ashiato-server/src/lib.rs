@@ -130,13 +130,12 @@ impl Server {
             tasks.push(spawner.spawn_axum("otlp-http", listener, app));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
-        let app = http_app::router(query, readiness.clone())
-            .merge(datadog::logs_router(store.clone(), config.max_message_bytes));
+        let (datadog_app, datadog_logs) = datadog::routers(store.clone(), config.max_message_bytes);
+        let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
         tasks.push(spawner.spawn_axum("http", http_listener, app));
         if let Some(listener) = datadog_listener {
-            let app = datadog::router(store.clone(), config.max_message_bytes);
-            tasks.push(spawner.spawn_axum("datadog", listener, app));
+            tasks.push(spawner.spawn_axum("datadog", listener, datadog_app));
         }
 
         readiness.set(true);

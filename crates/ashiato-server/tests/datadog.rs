@@ -83,6 +83,9 @@ fn capture(name: &str) -> Vec<u8> {
 
 const MSGPACK: (&str, &str) = ("Content-Type", "application/msgpack");
 
+/// Where to post, the path, headers and body.
+type Post<'a> = (SocketAddr, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_agent_endpoints_store_traces_and_refuse_garbage() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,7 +221,7 @@ async fn test_logs_intake_on_both_listeners_compressed_or_not() {
         "ddtags":"env:prod,team:core","error.kind":"OSError","error.message":"disk full",
         "error.stack":"Traceback (most recent call last):\n  File \"job.py\", line 1, in run\nOSError: disk full"},
         {"message":"started","status":"info","service":"batch"}]"#;
-    let cases: Vec<(SocketAddr, &str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let cases: Vec<Post<'_>> = vec![
         (
             addrs.datadog.unwrap(),
             "/api/v2/logs",
@@ -324,4 +327,46 @@ async fn test_overload_is_429_for_libdatadog_and_503_otherwise() {
     let (status, retry_after) = overloaded_reply(false).await;
     assert_eq!(status, 503);
     assert!(retry_after.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_decimal_trace_id_in_logs_joins_the_128_bit_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    let addrs = server.addrs();
+    let traces = request(
+        addrs.datadog.unwrap(),
+        "POST",
+        "/v0.4/traces",
+        &[MSGPACK],
+        &capture("v04_python.msgpack"),
+    )
+    .await;
+    assert_eq!(traces.status, 200);
+    // what ddtrace's log injection writes without 128-bit logging: the low
+    // 64 bits in decimal; posted to the http listener's intake
+    let log = br#"{"message":"handled","service":"peer-svc","dd.trace_id":"6083596102455937902","dd.span_id":"8062852343741495451"}"#;
+    let reply = request(
+        addrs.http,
+        "POST",
+        "/api/v2/logs",
+        &[("Content-Type", "application/json")],
+        log,
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    let logs = request(
+        addrs.http,
+        "GET",
+        "/api/v1/logs?trace_id=6b012bad00000000546d466c43d64b6e",
+        &[],
+        b"",
+    )
+    .await
+    .json();
+    assert_eq!(logs["logs"].as_array().map(Vec::len), Some(1), "{logs}");
+    assert_eq!(logs["logs"][0]["span_id"], "6fe5017ce123389b");
+    server.shutdown().await.unwrap();
 }
