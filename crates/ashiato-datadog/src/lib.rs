@@ -15,7 +15,7 @@
 //! # Leniency
 //!
 //! A body that is not well-formed MessagePack/JSON, or not an array of
-//! traces, is an error (HTTP 400). Inside a well-formed body everything
+//! traces, is an error (HTTP 400); an empty body is simply no traces. Inside a well-formed body everything
 //! real tracers produce is accepted: nil anywhere (nil spans are skipped),
 //! `str` or `bin` strings (invalid UTF-8 repaired), any integer width,
 //! negative ids reinterpreted as u64, int or float metrics, absent and
