@@ -148,6 +148,13 @@ impl Writer {
             }
             return;
         }
+        // counted before the state lock is taken, so readers never wait on it;
+        // the writer is the only inserter, so the figures still match the memtable
+        for commit in &commits {
+            if let Batch::Spans(spans) = &commit.batch {
+                self.shared.aggregates.record(spans);
+            }
+        }
         let mut waiters = Vec::with_capacity(commits.len());
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
@@ -155,10 +162,7 @@ impl Writer {
             for commit in commits {
                 let size = commit.memory;
                 match commit.batch {
-                    Batch::Spans(spans) => {
-                        self.shared.aggregates.record(&spans);
-                        state.active.insert_spans(spans, size)
-                    }
+                    Batch::Spans(spans) => state.active.insert_spans(spans, size),
                     Batch::Logs(logs) => state.active.insert_logs(logs, size),
                 }
                 waiters.push((commit.done, commit.permit));
