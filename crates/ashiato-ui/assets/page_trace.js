@@ -38,6 +38,29 @@ export async function render(root, { params, args, isCurrent }) {
   const errors = tree.nodes.filter((n) => n.error).length;
   const rootNode = tree.roots[0];
 
+  let matches = [];
+  let matchSet = new Set();
+  let matchIndex = -1;
+  const find = h('input', {
+    type: 'search', placeholder: 'find span (name, service, id)', 'aria-label': 'find span', size: 28,
+    oninput: () => {
+      const needle = find.value.trim().toLowerCase();
+      matches = needle ? tree.nodes.filter((n) => n.span.name.toLowerCase().includes(needle) || n.service.toLowerCase().includes(needle) || n.id.startsWith(needle)) : [];
+      matchSet = new Set(matches);
+      matchIndex = -1;
+      found.textContent = needle ? `${matches.length} found` : '';
+      paint();
+    },
+    onkeydown: (event) => {
+      if (event.key !== 'Enter' || !matches.length) return;
+      event.preventDefault();
+      matchIndex = (matchIndex + 1) % matches.length;
+      expandTo(matches[matchIndex]);
+      select(matches[matchIndex], { scroll: true, open: true });
+      found.textContent = `${matchIndex + 1} of ${matches.length}`;
+    },
+  });
+  const found = h('span', { class: 'muted' });
   const spacer = h('div', { class: 'wf-spacer' });
   const waterfall = h('div', { class: 'waterfall', tabindex: 0, role: 'tree', 'aria-label': 'spans' }, spacer);
   const detail = h('div', { class: 'detail', id: 'span-detail' });
@@ -63,11 +86,12 @@ export async function render(root, { params, args, isCurrent }) {
     h('div', { class: 'legend' },
       services.map((s) => h('span', {}, h('i', { style: { background: serviceColor(s) } }), s)),
       h('span', {}, h('i', { style: { background: 'transparent', boxShadow: '0 0 0 2px var(--crit)' } }), 'critical path'),
-      h('span', { class: 'muted' }, '↑/↓ select · ←/→ collapse/expand · Enter details')),
+      h('span', { class: 'muted' }, '↑/↓ select · ←/→ collapse/expand · Enter details'),
+      find, found),
     layout);
 
   function axis() {
-    return h('div', { class: 'axis', style: { '--label-w': '38%' } },
+    return h('div', { class: 'axis' },
       ticks(total).map((t) => h('span', { style: { left: `${(t.at / total) * 100}%` } }, formatDuration(t.at))));
   }
 
@@ -107,8 +131,9 @@ export async function render(root, { params, args, isCurrent }) {
     const width = (node.duration / total) * 100;
     const hasChildren = node.children.length > 0;
     const isCollapsed = collapsed.has(node.id);
+    const isMatch = matchSet.has(node);
     return h('div', {
-      class: `row${node === selected ? ' sel' : ''}${node.error ? ' error' : ''}`,
+      class: `row${node === selected ? ' sel' : ''}${node.error ? ' error' : ''}${isMatch ? ' match' : ''}`,
       style: { top: `${i * ROW}px` }, role: 'treeitem', 'aria-level': node.depth + 1,
       'aria-expanded': hasChildren ? String(!isCollapsed) : null, 'data-span': node.id,
       onclick: (event) => {

@@ -134,6 +134,11 @@ test('waterfall keyboard navigation, collapse and a reloadable span URL', async 
   await page.keyboard.press('Enter');
   await page.waitForSelector('#span-detail h3');
   assert.ok(await page.locator('.bar.crit').count() > 0, 'critical path is marked');
+  // find in trace: typing highlights, Enter jumps to the match and opens it
+  await page.fill('input[aria-label="find span"]', 'SELECT');
+  assert.ok(await page.locator('.waterfall .row.match').count() > 0);
+  await page.press('input[aria-label="find span"]', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#span-detail h3')?.textContent.includes('SELECT'));
   await page.reload();
   await page.waitForSelector('.waterfall .row.sel');
   clean(page);
