@@ -13,6 +13,7 @@
 //!   attribute key and value (at most [`MAX_FACET_VALUES`] values a key);
 //! - `meta`: the watermark (unix nanos) below which everything was decided.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use ashiato_model::{SpanId, TraceId};
@@ -27,10 +28,15 @@ use crate::types::{
 
 /// Distinct values kept per issue and attribute key; more are not counted
 /// (a user-id facet must not grow without bound).
-pub const MAX_FACET_VALUES: i64 = 50;
+pub const MAX_FACET_VALUES: usize = 50;
 /// Occurrence rows (keys and samples) older than this are pruned.
 pub const OCCURRENCE_RETENTION_NS: u64 = 15 * 24 * HOUR_NS;
 pub const HOUR_NS: u64 = 3_600_000_000_000;
+
+/// The hour bucket of a time (unix nanos).
+pub fn hour_of(time_unix_nano: u64) -> i64 {
+    to_i64(time_unix_nano / HOUR_NS)
+}
 
 /// Errors of the issue database.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +83,6 @@ CREATE TABLE IF NOT EXISTS occurrences (
 );
 CREATE INDEX IF NOT EXISTS occurrences_issue_time ON occurrences (issue_id, time);
 CREATE INDEX IF NOT EXISTS occurrences_trace ON occurrences (trace_id);
-CREATE INDEX IF NOT EXISTS occurrences_time ON occurrences (time);
 CREATE TABLE IF NOT EXISTS hourly (
     issue_id TEXT NOT NULL,
     hour INTEGER NOT NULL,
@@ -185,8 +190,6 @@ pub fn count_occurrence(
             }
         }
     };
-    count_hour(tx, occurrence.issue_id, time)?;
-    count_facets(tx, occurrence.issue_id, &occurrence.sample.attributes)?;
     Ok(counted)
 }
 
@@ -255,37 +258,49 @@ fn update_issue(
     Ok(())
 }
 
-fn count_hour(tx: &Transaction<'_>, issue: &IssueId, time: i64) -> Result<(), ErrorsDbError> {
-    let hour = time / HOUR_NS as i64;
-    tx.prepare_cached(
-        "INSERT INTO hourly (issue_id, hour, count) VALUES (?1, ?2, 1)
-         ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + 1",
-    )?
-    .execute(params![issue.as_str(), hour])?;
+/// Adds per-hour counts, aggregated over a batch: `(issue, hour) → count`.
+pub fn add_hourly(
+    tx: &Transaction<'_>,
+    counts: &HashMap<(IssueId, i64), i64>,
+) -> Result<(), ErrorsDbError> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO hourly (issue_id, hour, count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + ?3",
+    )?;
+    for ((issue, hour), count) in counts {
+        upsert.execute(params![issue.as_str(), hour, count])?;
+    }
     Ok(())
 }
 
-fn count_facets(
-    tx: &Transaction<'_>,
+/// Values already counted for one issue and attribute key.
+pub fn facet_values(
+    connection: &Connection,
     issue: &IssueId,
-    attributes: &[(String, String)],
+    key: &str,
+) -> Result<HashSet<String>, ErrorsDbError> {
+    let mut statement =
+        connection.prepare_cached("SELECT value FROM facets WHERE issue_id = ?1 AND key = ?2")?;
+    let rows = statement.query_map(params![issue.as_str(), key], |row| row.get(0))?;
+    let mut values = HashSet::new();
+    for row in rows {
+        values.insert(row?);
+    }
+    Ok(values)
+}
+
+/// Adds facet counts, aggregated over a batch: `(issue, key, value) → count`.
+/// The caller has already bounded the distinct values per key.
+pub fn add_facets(
+    tx: &Transaction<'_>,
+    counts: &HashMap<(IssueId, String, String), i64>,
 ) -> Result<(), ErrorsDbError> {
-    let mut update = tx.prepare_cached(
-        "UPDATE facets SET count = count + 1 WHERE issue_id = ?1 AND key = ?2 AND value = ?3",
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO facets (issue_id, key, value, count) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (issue_id, key, value) DO UPDATE SET count = count + ?4",
     )?;
-    let mut distinct =
-        tx.prepare_cached("SELECT COUNT(*) FROM facets WHERE issue_id = ?1 AND key = ?2")?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO facets (issue_id, key, value, count) VALUES (?1, ?2, ?3, 1)",
-    )?;
-    for (key, value) in attributes {
-        if update.execute(params![issue.as_str(), key, value])? > 0 {
-            continue;
-        }
-        let values: i64 = distinct.query_row(params![issue.as_str(), key], |row| row.get(0))?;
-        if values < MAX_FACET_VALUES {
-            insert.execute(params![issue.as_str(), key, value])?;
-        }
+    for ((issue, key, value), count) in counts {
+        upsert.execute(params![issue.as_str(), key, value, count])?;
     }
     Ok(())
 }
@@ -360,7 +375,8 @@ pub fn set_watermark(connection: &Connection, unix_nano: u64) -> Result<(), Erro
     Ok(())
 }
 
-/// Drops occurrence rows and hourly counts past retention.
+/// Drops occurrence rows and hourly counts past retention (hourly, so a
+/// table scan is fine; an index on time would cost every insert).
 pub fn prune(connection: &Connection, now: u64) -> Result<usize, ErrorsDbError> {
     let cutoff = to_i64(now.saturating_sub(OCCURRENCE_RETENTION_NS));
     let removed = connection.execute("DELETE FROM occurrences WHERE time < ?1", [cutoff])?;

@@ -54,6 +54,59 @@ pub struct Tracker {
     pending: HashMap<TraceId, PendingTrace>,
     lone: Vec<(Candidate, u64)>,
     source: Box<dyn TraceSource>,
+    facets: FacetCache,
+}
+
+/// The distinct values counted per (issue, key), so that a key past
+/// [`db::MAX_FACET_VALUES`] values (user ids, request ids) costs no SQL for
+/// its new values. Loaded lazily; cleared when it grows past its bound.
+#[derive(Default)]
+struct FacetCache {
+    values: HashMap<(IssueId, String), HashSet<String>>,
+    entries: usize,
+}
+
+/// Cached (issue, key) pairs before the cache starts over.
+const MAX_FACET_CACHE: usize = 100_000;
+
+impl FacetCache {
+    fn clear(&mut self) {
+        self.values.clear();
+        self.entries = 0;
+    }
+
+    /// Adds this occurrence's attributes to the batch's facet counts.
+    fn count(
+        &mut self,
+        connection: &Connection,
+        issue: &IssueId,
+        attributes: &[(String, String)],
+        counts: &mut HashMap<(IssueId, String, String), i64>,
+    ) -> Result<(), ErrorsDbError> {
+        if self.entries > MAX_FACET_CACHE {
+            self.clear();
+        }
+        for (key, value) in attributes {
+            let slot = (issue.clone(), key.clone());
+            let known = match self.values.entry(slot) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    self.entries += 1;
+                    entry.insert(db::facet_values(connection, issue, key)?)
+                }
+            };
+            if !known.contains(value) {
+                if known.len() >= db::MAX_FACET_VALUES {
+                    continue;
+                }
+                known.insert(value.clone());
+            }
+            *counts
+                .entry((issue.clone(), key.clone(), value.clone()))
+                .or_insert(0) += 1;
+        }
+        Ok(())
+    }
 }
 
 /// Current wall-clock time, unix nanos.
@@ -77,6 +130,7 @@ impl Tracker {
             pending: HashMap::new(),
             lone: Vec::new(),
             source,
+            facets: FacetCache::default(),
         })
     }
 
@@ -216,6 +270,10 @@ impl Tracker {
         let now = now_unix_nano();
         let tx = self.connection.transaction()?;
         let mut events = Vec::new();
+        // hourly and facet counts are summed over the batch: one upsert per
+        // distinct row instead of one per occurrence
+        let mut hourly = HashMap::new();
+        let mut facets = HashMap::new();
         for occurrence in &decided {
             let grouped = Grouped::new(occurrence);
             let sample = grouped.sample(occurrence);
@@ -237,6 +295,13 @@ impl Tracker {
                     version: &occurrence.candidate.version,
                 },
             )?;
+            if counted != Counted::Duplicate {
+                *hourly
+                    .entry((grouped.id.clone(), db::hour_of(sample.time_unix_nano)))
+                    .or_insert(0) += 1;
+                self.facets
+                    .count(&tx, &grouped.id, &sample.attributes, &mut facets)?;
+            }
             let kind = match counted {
                 Counted::New => IssueEventKind::NewIssue,
                 Counted::Regressed => IssueEventKind::Regression,
@@ -251,8 +316,16 @@ impl Tracker {
                 });
             }
         }
-        tx.commit()?;
-        Ok(events)
+        db::add_hourly(&tx, &hourly)?;
+        db::add_facets(&tx, &facets)?;
+        match tx.commit() {
+            Ok(()) => Ok(events),
+            Err(error) => {
+                // the cache may now know values the database does not
+                self.facets.clear();
+                Err(error.into())
+            }
+        }
     }
 
     /// Records that everything received before the oldest pending trace

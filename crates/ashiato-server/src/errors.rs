@@ -54,6 +54,8 @@ impl Default for ErrorsConfig {
 const CHANNEL_BATCHES: usize = 1_024;
 /// How often the watermark is recorded.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Due traces are decided at most this often (one transaction per tick).
+const SETTLE_TICK: Duration = Duration::from_millis(100);
 /// How often old occurrence rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
@@ -189,14 +191,18 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
     }
     let mut last_checkpoint = Instant::now();
     let mut last_prune = Instant::now();
+    let mut last_settle = Instant::now();
     loop {
         let now = Instant::now();
+        // decisions are made in ticks, so one transaction counts the
+        // occurrences of many batches (SQLite cost is per statement and per
+        // commit, not per byte)
         let wait = tracker
             .next_deadline()
             .map_or(CHECKPOINT_EVERY, |deadline| {
                 deadline.saturating_duration_since(now)
             })
-            .min(CHECKPOINT_EVERY);
+            .clamp(SETTLE_TICK, CHECKPOINT_EVERY);
         let stop = match receiver.recv_timeout(wait) {
             Ok(Message::Candidates(candidates)) => {
                 tracker.observe(candidates, Instant::now());
@@ -213,7 +219,10 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => true,
             Err(RecvTimeoutError::Timeout) => false,
         };
-        settle(&mut tracker, &notifier, stop);
+        if stop || last_settle.elapsed() >= SETTLE_TICK {
+            settle(&mut tracker, &notifier, stop);
+            last_settle = Instant::now();
+        }
         if stop {
             checkpoint(&mut tracker);
             tracing::info!("error tracker stopped");
