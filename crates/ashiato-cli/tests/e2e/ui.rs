@@ -113,17 +113,25 @@ fn test_web_ui_in_headless_chromium() {
         "playwright-core is not installed: run scripts/test (npm ci in {})",
         browser_dir.display()
     );
-    let server = TestServer::start();
+    // a short settle time: span errors become issues soon after the demo
+    let server = TestServer::start_with(&["--error-settle", "1s"]);
     run_demo(&server);
     post_big_trace(&server);
-    // error tracking settles issues in the background: wait for them when the API exists
+    // error tracking settles issues in the background: wait for one from a
+    // span exception (its samples link to traces) when the API exists
     if server.get("/api/v1/issues").0 == 200 {
-        wait_until("issues from the demo's errors", || {
+        wait_until("an issue from the demo's span exceptions", || {
             let (_, body) = server.get("/api/v1/issues");
+            let from_span = |issue: &Value| {
+                issue["sources"]
+                    .as_array()
+                    .is_some_and(|sources| sources.iter().any(|source| source == "span"))
+            };
             body["issues"]
-                .as_array()
-                .filter(|list| !list.is_empty())
-                .map(|_| ())
+                .as_array()?
+                .iter()
+                .any(from_span)
+                .then_some(())
         });
     }
     let output = workspace_root().join("test-output");
