@@ -153,6 +153,13 @@ test('trace comparison shows self-time deltas', async () => {
   await page.waitForSelector('#compare-table tbody tr');
   assert.match(await page.textContent('#compare-table'), /Self Δ/);
   await shot(page, '04-compare');
+  // picking: from a trace, "compare with another trace" lists the same operation
+  await page.goto(`${BASE}/trace/${a.trace_id}`);
+  await page.click('text=Compare with another trace…');
+  await page.waitForSelector('#compare-pick tr');
+  await page.locator('#compare-pick tr').first().click();
+  await page.waitForSelector('#compare-table tbody tr');
+  assert.equal(new URL(page.url()).searchParams.get('a'), a.trace_id);
   clean(page);
   await page.close();
 });
