@@ -107,6 +107,7 @@ mod aggregates;
 mod catalog;
 mod codec;
 mod memtable;
+mod prefilter;
 mod retention;
 mod scan;
 mod sealer;

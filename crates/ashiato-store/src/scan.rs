@@ -15,7 +15,7 @@ fn in_range(value: u64, min: Option<u64>, max: Option<u64>) -> bool {
 }
 
 /// The predicates that need no blob decoding.
-fn span_columns_match(
+pub(crate) fn span_columns_match(
     filter: &SpanFilter,
     start: u64,
     service: &str,
@@ -56,28 +56,31 @@ pub fn scan_span_segment(
     visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>, StoreError> {
     let mut flow = ControlFlow::Continue(());
-    segment.for_each_span_batch(&mut |columns: &SpanColumns<'_>, shared: &mut SharedParts| {
-        for row in 0..columns.rows {
-            if !span_columns_match(
-                filter,
-                columns.start_time(row),
-                columns.service(row),
-                columns.name(row),
-                columns.duration_ns(row),
-                columns.is_error(row),
-            ) {
-                continue;
+    segment.for_each_span_batch(
+        filter,
+        &mut |columns: &SpanColumns<'_>, shared: &mut SharedParts| {
+            for row in 0..columns.rows {
+                if !span_columns_match(
+                    filter,
+                    columns.start_time(row),
+                    columns.service(row),
+                    columns.name(row),
+                    columns.duration_ns(row),
+                    columns.is_error(row),
+                ) {
+                    continue;
+                }
+                let span = columns
+                    .span(row, shared)
+                    .map_err(|e| parquet_error(&segment.path, e))?;
+                if span_attributes_match(filter, &span) && visit(&span).is_break() {
+                    flow = ControlFlow::Break(());
+                    return Ok(false);
+                }
             }
-            let span = columns
-                .span(row, shared)
-                .map_err(|e| parquet_error(&segment.path, e))?;
-            if span_attributes_match(filter, &span) && visit(&span).is_break() {
-                flow = ControlFlow::Break(());
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     Ok(flow)
 }
 

@@ -564,14 +564,23 @@ impl Segment {
         Ok(())
     }
 
-    /// Every span of the segment, batch by batch; `visit` returns false to stop.
+    /// The spans of the segment that may match `filter` (a superset: the
+    /// caller still tests each row), batch by batch; `visit` returns false
+    /// to stop. Rows ruled out by the cheap columns or the attribute bytes
+    /// are never fully decoded (see `prefilter`).
     pub fn for_each_span_batch(
         &self,
+        filter: &crate::SpanFilter,
         visit: &mut dyn FnMut(&SpanColumns<'_>, &mut SharedParts) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let Some(reader) = self.reader()? else {
+        let Some(mut reader) = self.reader()? else {
             return Ok(());
         };
+        if let Some(row_filter) =
+            crate::prefilter::span_row_filter(self.metadata.parquet_schema(), filter)
+        {
+            reader = reader.with_row_filter(row_filter);
+        }
         let reader = reader.build().map_err(|e| parquet_error(&self.path, e))?;
         let mut shared = SharedParts::default();
         for batch in reader {

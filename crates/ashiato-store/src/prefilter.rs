@@ -1,0 +1,241 @@
+//! Parquet row filters for span segment scans, so a search decodes whole
+//! rows only where they can match.
+//!
+//! Before this, a scan decoded every column of every row of every segment
+//! in the time range and then tested the filter: a search with few matches
+//! paid for all the blobs. Now two predicates run first, in order:
+//!
+//! 1. the cheap columns (`start_time`, `end_offset`, `service`, `name`,
+//!    `status_code`): time range, service, operation, duration, error;
+//! 2. for attribute filters, a byte search in the `attributes` and
+//!    `resource` blobs of the rows that passed 1: a row can only match
+//!    `key:value` if a blob holds the codec encoding of `key` followed by a
+//!    value that could equal `value` (see [`AttrNeedles`]).
+//!
+//! Both are necessary conditions only; `scan` still evaluates the exact
+//! filter on the decoded span, so the results are unchanged.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt8Array, UInt64Array,
+};
+use arrow_schema::ArrowError;
+use ashiato_model::AttrValue;
+use memchr::memmem;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
+use parquet::schema::types::SchemaDescriptor;
+
+use crate::SpanFilter;
+use crate::codec::{self, Encoder};
+
+/// Value tags whose text form (`to_text`) is not a byte copy of the value:
+/// a match on them cannot be ruled out by searching for the value's bytes.
+const OPAQUE_TAGS: [u8; 4] = [0, 6, 7, 8];
+
+/// Byte patterns one `key:value` attribute filter needs in a blob.
+struct AttrNeedles {
+    /// `key` followed by each encoding of a value equal to the query text.
+    exact: Vec<Vec<u8>>,
+    /// `key` followed by a tag whose values may equal it only as text.
+    opaque: Vec<Vec<u8>>,
+}
+
+impl AttrNeedles {
+    fn new(key: &str, value: &str) -> AttrNeedles {
+        let with_value = |value: &AttrValue| {
+            let mut encoder = Encoder::default();
+            encoder.str(key);
+            encoder.value(value);
+            encoder.buf
+        };
+        // Every typed value `AttrValue::matches_text` can accept.
+        let mut candidates = vec![AttrValue::Str(value.to_owned())];
+        if let Ok(number) = value.parse::<i64>() {
+            candidates.push(AttrValue::Int(number));
+        }
+        if let Ok(number) = value.parse::<f64>() {
+            candidates.push(AttrValue::Float(number));
+            if number == 0.0 {
+                // 0.0 == -0.0 but their bytes differ.
+                candidates.push(AttrValue::Float(-number));
+            }
+        }
+        if let Ok(flag) = value.parse::<bool>() {
+            candidates.push(AttrValue::Bool(flag));
+        }
+        let opaque = OPAQUE_TAGS
+            .iter()
+            .map(|tag| {
+                let mut encoder = Encoder::default();
+                encoder.str(key);
+                encoder.u8(*tag);
+                encoder.buf
+            })
+            .collect();
+        AttrNeedles {
+            exact: candidates.iter().map(with_value).collect(),
+            opaque,
+        }
+    }
+
+    fn may_match(&self, blob: &[u8]) -> bool {
+        self.exact
+            .iter()
+            .chain(&self.opaque)
+            .any(|needle| memmem::find(blob, needle).is_some())
+    }
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|column| column.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("{name} column type")))
+}
+
+fn leaves(schema: &SchemaDescriptor, names: &[&str]) -> ProjectionMask {
+    let indices = (0..schema.num_columns()).filter(|&index| {
+        let path = schema.column(index).path().string();
+        names.contains(&path.as_str())
+    });
+    ProjectionMask::leaves(schema, indices)
+}
+
+fn has_cheap_predicate(filter: &SpanFilter) -> bool {
+    filter.start_min_ns.is_some()
+        || filter.start_max_ns.is_some()
+        || filter.service.is_some()
+        || filter.name.is_some()
+        || filter.min_duration_ns.is_some()
+        || filter.max_duration_ns.is_some()
+        || filter.error_only
+}
+
+fn cheap_predicate(schema: &SchemaDescriptor, filter: &SpanFilter) -> Box<dyn ArrowPredicate> {
+    let filter = filter.clone();
+    let mask = leaves(
+        schema,
+        &["service", "name", "start_time", "end_offset", "status_code"],
+    );
+    Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+        let service = column::<StringArray>(&batch, "service")?;
+        let name = column::<StringArray>(&batch, "name")?;
+        let start = column::<UInt64Array>(&batch, "start_time")?;
+        let end_offset = column::<Int64Array>(&batch, "end_offset")?;
+        let status = column::<UInt8Array>(&batch, "status_code")?;
+        Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|row| {
+            let start = start.value(row);
+            let duration =
+                codec::end_from_offset(start, end_offset.value(row)).saturating_sub(start);
+            let is_error =
+                codec::status_from_u8(status.value(row)) == ashiato_model::StatusCode::Error;
+            Some(crate::scan::span_columns_match(
+                &filter,
+                start,
+                service.value(row),
+                name.value(row),
+                duration,
+                is_error,
+            ))
+        })))
+    }))
+}
+
+fn attribute_predicate(schema: &SchemaDescriptor, filter: &SpanFilter) -> Box<dyn ArrowPredicate> {
+    let needles: Arc<Vec<AttrNeedles>> = Arc::new(
+        filter
+            .attributes
+            .iter()
+            .map(|(key, value)| AttrNeedles::new(key, value))
+            .collect(),
+    );
+    let mask = leaves(schema, &["attributes", "resource"]);
+    Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+        let attributes = column::<BinaryArray>(&batch, "attributes")?;
+        let resource = column::<BinaryArray>(&batch, "resource")?;
+        Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|row| {
+            let (own, shared) = (attributes.value(row), resource.value(row));
+            Some(
+                needles
+                    .iter()
+                    .all(|needle| needle.may_match(own) || needle.may_match(shared)),
+            )
+        })))
+    }))
+}
+
+/// The row filter for a scan with `filter`; `None` when it selects everything.
+pub fn span_row_filter(schema: &SchemaDescriptor, filter: &SpanFilter) -> Option<RowFilter> {
+    let mut predicates = Vec::new();
+    if has_cheap_predicate(filter) {
+        predicates.push(cheap_predicate(schema, filter));
+    }
+    if !filter.attributes.is_empty() {
+        predicates.push(attribute_predicate(schema, filter));
+    }
+    (!predicates.is_empty()).then(|| RowFilter::new(predicates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ashiato_model::KeyValue;
+
+    fn blob(attributes: &[(&str, AttrValue)]) -> Vec<u8> {
+        let attributes: Vec<KeyValue> = attributes
+            .iter()
+            .map(|(key, value)| KeyValue {
+                key: (*key).to_owned(),
+                value: value.clone(),
+            })
+            .collect();
+        let mut encoder = Encoder::default();
+        encoder.attrs(&attributes);
+        encoder.buf
+    }
+
+    /// The needles never rule out a row the exact filter accepts.
+    #[test]
+    fn needles_agree_with_matches_text() {
+        let values = [
+            AttrValue::Str("/api/cart".into()),
+            AttrValue::Str("123".into()),
+            AttrValue::Int(123),
+            AttrValue::Int(-5),
+            AttrValue::Float(0.0),
+            AttrValue::Float(-0.0),
+            AttrValue::Float(1.5),
+            AttrValue::Bool(true),
+            AttrValue::Bytes(vec![1, 2]),
+            AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("a".into())]),
+            AttrValue::Empty,
+        ];
+        let queries = [
+            "/api/cart",
+            "123",
+            "-5",
+            "0",
+            "-0",
+            "0.0",
+            "1.5",
+            "true",
+            "false",
+            "x",
+            "",
+        ];
+        for value in &values {
+            let encoded = blob(&[("other", AttrValue::Int(1)), ("k", value.clone())]);
+            for query in queries {
+                let needles = AttrNeedles::new("k", query);
+                if value.matches_text(query) {
+                    assert!(needles.may_match(&encoded), "{value:?} vs {query:?}");
+                }
+            }
+        }
+        let needles = AttrNeedles::new("user.id", "123");
+        assert!(!needles.may_match(&blob(&[("user.id", AttrValue::Int(124))])));
+        assert!(!needles.may_match(&blob(&[("session.id", AttrValue::Int(123))])));
+    }
+}
