@@ -8,13 +8,16 @@
 //!
 //! Exactness across restarts: pending traces live only in memory. Every
 //! second the tracker records a watermark (wall-clock unix nanos) below
-//! which everything received has been decided. At start it asks the store
-//! for the candidates of every span and log at or after `watermark -
-//! RESCAN_MARGIN` and decides them again; occurrence keys make that
-//! idempotent, so nothing counts twice and nothing acknowledged is lost,
-//! including what sat in the channel or the pending map at a crash. The
-//! margin covers spans whose start time lies before their arrival (long
-//! requests, batching exporters, modest clock skew).
+//! which everything received has been decided. At start the server scans
+//! the store for every span and log at or after
+//! [`Tracker::recovery_since`] (`watermark - RESCAN_MARGIN`) and feeds their
+//! candidates in like new ones; occurrence keys make that idempotent, so
+//! nothing counts twice and nothing acknowledged is lost, including what
+//! sat in the channel or the pending map at a crash. The margin covers
+//! spans whose start time lies before their arrival (long requests,
+//! batching exporters, clock skew up to ten minutes); a span that arrives
+//! later than that relative to its own timestamps and is caught by a crash
+//! before it is decided is the one case recovery misses.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -55,6 +58,8 @@ pub struct Tracker {
     lone: Vec<(Candidate, u64)>,
     source: Box<dyn TraceSource>,
     facets: FacetCache,
+    recovering: bool,
+    failed: bool,
 }
 
 /// The distinct values counted per (issue, key), so that a key past
@@ -131,25 +136,25 @@ impl Tracker {
             lone: Vec::new(),
             source,
             facets: FacetCache::default(),
+            recovering: false,
+            failed: false,
         })
     }
 
-    /// Re-derives candidates the last run may not have decided (see the
-    /// module docs); returns how many were found.
-    pub fn recover(&mut self, now: Instant) -> Result<usize, ErrorsDbError> {
-        let since = db::watermark(&self.connection)?.map_or(0, |mark| {
+    /// Where the recovery scan starts: the watermark minus
+    /// [`RESCAN_MARGIN`], or 0 (everything stored) on a first start. Until
+    /// [`Tracker::set_recovering`]`(false)`, the watermark stays put, so a
+    /// crash during recovery scans the same range again.
+    pub fn recovery_since(&mut self) -> Result<u64, ErrorsDbError> {
+        self.recovering = true;
+        Ok(db::watermark(&self.connection)?.map_or(0, |mark| {
             mark.saturating_sub(RESCAN_MARGIN.as_nanos() as u64)
-        });
-        let mut candidates = Vec::new();
-        self.source.candidates_since(since, &mut candidates);
-        let found = candidates.len();
-        tracing::info!(
-            since_unix_nano = since,
-            candidates = found,
-            "error tracker recovery scan"
-        );
-        self.observe(candidates, now);
-        Ok(found)
+        }))
+    }
+
+    /// Marks the recovery scan as running or finished.
+    pub fn set_recovering(&mut self, recovering: bool) {
+        self.recovering = recovering;
     }
 
     /// Takes candidates of one ingested batch.
@@ -226,7 +231,13 @@ impl Tracker {
         if decided.is_empty() {
             return Ok(Vec::new());
         }
-        self.count(decided)
+        let counted = self.count(decided);
+        if counted.is_err() {
+            // these occurrences are gone from memory: keep the watermark
+            // where it is, so the next start's recovery scan finds them
+            self.failed = true;
+        }
+        counted
     }
 
     fn decide(
@@ -331,6 +342,9 @@ impl Tracker {
     /// Records that everything received before the oldest pending trace
     /// (or now) is decided; called about once a second.
     pub fn checkpoint(&mut self) -> Result<(), ErrorsDbError> {
+        if self.recovering || self.failed {
+            return Ok(());
+        }
         let now = now_unix_nano();
         let oldest = self
             .pending

@@ -158,9 +158,6 @@ pub struct TreeNode {
 pub trait TraceSource: Send {
     /// Every stored span of the trace as a parent link (empty if unknown).
     fn trace_tree(&self, trace_id: TraceId) -> Vec<TreeNode>;
-    /// The candidates of every span and log record stored at or after
-    /// `since_unix_nano`, for re-deriving what a crash left undecided.
-    fn candidates_since(&self, since_unix_nano: u64, out: &mut Vec<Candidate>);
 }
 
 /// An issue as lists show it.

@@ -17,7 +17,6 @@ impl TraceSource for NoStore {
     fn trace_tree(&self, _trace_id: TraceId) -> Vec<TreeNode> {
         Vec::new()
     }
-    fn candidates_since(&self, _since: u64, _out: &mut Vec<Candidate>) {}
 }
 
 fn exception(trace: u64, span: u64, message: &str, version: &str) -> Candidate {

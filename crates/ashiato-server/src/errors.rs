@@ -13,10 +13,11 @@
 //! `ingest::append_spans(store, spans)` unchanged for every caller. One
 //! process runs one server (tests start one per process under nextest).
 //!
-//! The thread owns [`Tracker`]: first a recovery scan (candidates of
-//! recent stored data, counted idempotently), then a loop that takes
-//! candidates, settles traces whose window passed, checkpoints the
-//! watermark about once a second, and prunes hourly. Issue events go to
+//! The thread owns [`Tracker`]: a loop that takes candidates, settles
+//! traces whose window passed (in 100 ms ticks), checkpoints the watermark
+//! about once a second, and prunes hourly. Beside it, a recovery thread
+//! scans the store for what the last run may have left undecided and feeds
+//! it through the same channel (counted idempotently). Issue events go to
 //! the notifier ([`crate::notify`]), which never blocks this thread.
 
 use std::path::PathBuf;
@@ -61,8 +62,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 enum Message {
     Candidates(Vec<Candidate>),
+    /// The recovery scan has sent everything it found.
+    RecoveryDone,
     Stop,
 }
+
+/// Candidates per message from the recovery scan.
+const RECOVERY_CHUNK: usize = 1_000;
 
 /// The slot the ingest hook reads.
 static SINK: RwLock<Option<SyncSender<Message>>> = RwLock::new(None);
@@ -136,8 +142,11 @@ impl ErrorTracking {
     ) -> anyhow::Result<ErrorTracking> {
         let path = data_dir.join(ashiato_errors::DB_FILE);
         let source = Box::new(StoreSource { store });
-        let tracker = Tracker::open(&path, config.settle, source)
+        let mut tracker = Tracker::open(&path, config.settle, source.clone_source())
             .with_context(|| format!("opening the errors database {}", path.display()))?;
+        let since = tracker
+            .recovery_since()
+            .with_context(|| format!("reading the errors database {}", path.display()))?;
         let issues = Arc::new(
             IssueStore::open(&path)
                 .with_context(|| format!("opening the errors database {}", path.display()))?,
@@ -149,6 +158,13 @@ impl ErrorTracking {
             .name("ashiato-errors".to_owned())
             .spawn(move || run(tracker, receiver, events))
             .context("starting the error tracker thread")?;
+        // the scan runs beside the tracker (which keeps serving ingest) and
+        // feeds it through the same channel
+        let recovery_sender = sender.clone();
+        std::thread::Builder::new()
+            .name("ashiato-errors-recovery".to_owned())
+            .spawn(move || recover(&source, since, &recovery_sender))
+            .context("starting the error recovery thread")?;
         set_sink(Some(sender.clone()));
         Ok(ErrorTracking {
             sender,
@@ -186,9 +202,6 @@ impl ErrorTracking {
 }
 
 fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
-    if let Err(error) = tracker.recover(Instant::now()) {
-        tracing::error!(%error, "error tracker recovery scan failed");
-    }
     let mut last_checkpoint = Instant::now();
     let mut last_prune = Instant::now();
     let mut last_settle = Instant::now();
@@ -211,10 +224,15 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
                 while let Ok(message) = receiver.try_recv() {
                     match message {
                         Message::Candidates(more) => tracker.observe(more, Instant::now()),
+                        Message::RecoveryDone => tracker.set_recovering(false),
                         Message::Stop => stop = true,
                     }
                 }
                 stop
+            }
+            Ok(Message::RecoveryDone) => {
+                tracker.set_recovering(false);
+                false
             }
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => true,
             Err(RecvTimeoutError::Timeout) => false,
@@ -282,30 +300,72 @@ impl TraceSource for StoreSource {
             }
         }
     }
+}
 
-    fn candidates_since(&self, since_unix_nano: u64, out: &mut Vec<Candidate>) {
-        let span_filter = SpanFilter {
-            start_min_ns: Some(since_unix_nano),
-            ..SpanFilter::default()
-        };
-        let scanned = self.store.scan_spans(&span_filter, &mut |span| {
-            span_candidates(std::slice::from_ref(span), out);
-            std::ops::ControlFlow::Continue(())
-        });
-        if let Err(error) = scanned {
-            tracing::error!(%error, "error tracker recovery: scanning spans failed");
-        }
-        let log_filter = LogFilter {
-            time_min_ns: Some(since_unix_nano),
-            min_severity_number: Some(ashiato_model::Severity::Error.min_number()),
-            ..LogFilter::default()
-        };
-        let scanned = self.store.scan_logs(&log_filter, &mut |log| {
-            log_candidates(std::slice::from_ref(log), out);
-            std::ops::ControlFlow::Continue(())
-        });
-        if let Err(error) = scanned {
-            tracing::error!(%error, "error tracker recovery: scanning logs failed");
-        }
+impl StoreSource {
+    fn clone_source(&self) -> Box<StoreSource> {
+        Box::new(StoreSource {
+            store: self.store.clone(),
+        })
     }
+}
+
+/// The recovery scan: candidates of every span and log stored since
+/// `since`, sent in chunks (a full channel slows the scan, not ingest
+/// alone), then [`Message::RecoveryDone`] so the watermark may move again.
+fn recover(source: &StoreSource, since: u64, sender: &SyncSender<Message>) {
+    let started = Instant::now();
+    let mut found = 0usize;
+    let mut chunk = Vec::new();
+    let mut flush = |chunk: &mut Vec<Candidate>| -> bool {
+        found += chunk.len();
+        chunk.is_empty()
+            || sender
+                .send(Message::Candidates(std::mem::take(chunk)))
+                .is_ok()
+    };
+    let span_filter = SpanFilter {
+        start_min_ns: Some(since),
+        ..SpanFilter::default()
+    };
+    let mut open = true;
+    let scanned = source.store.scan_spans(&span_filter, &mut |span| {
+        span_candidates(std::slice::from_ref(span), &mut chunk);
+        if chunk.len() >= RECOVERY_CHUNK && !flush(&mut chunk) {
+            open = false;
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    if let Err(error) = scanned {
+        tracing::error!(%error, "error recovery: scanning spans failed");
+        return;
+    }
+    let log_filter = LogFilter {
+        time_min_ns: Some(since),
+        min_severity_number: Some(ashiato_model::Severity::Error.min_number()),
+        ..LogFilter::default()
+    };
+    let scanned = source.store.scan_logs(&log_filter, &mut |log| {
+        log_candidates(std::slice::from_ref(log), &mut chunk);
+        if chunk.len() >= RECOVERY_CHUNK && !flush(&mut chunk) {
+            open = false;
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    if let Err(error) = scanned {
+        tracing::error!(%error, "error recovery: scanning logs failed");
+        return;
+    }
+    if !open || !flush(&mut chunk) || sender.send(Message::RecoveryDone).is_err() {
+        // the tracker stopped first; the next start scans again
+        return;
+    }
+    tracing::info!(
+        since_unix_nano = since,
+        candidates = found,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "error recovery scan done"
+    );
 }
