@@ -44,7 +44,9 @@ export async function render(root, { params, isCurrent }) {
       : emptyState('No logs yet', 'Logs arrive over OTLP like traces; the SDK log bridge attaches trace and span ids.'));
     return;
   }
-  mount(results, h('table', { class: 'list', id: 'log-results' },
+  const spanNote = filters.span_id ? h('p', { class: 'muted' }, `Only span ${filters.span_id}. `,
+    h('a', { href: `/logs?trace_id=${encodeURIComponent(filters.trace_id)}` }, 'Show the whole trace\'s logs')) : null;
+  mount(results, spanNote, h('table', { class: 'list', id: 'log-results' },
     h('thead', {}, h('tr', {}, ['Time', 'Service', 'Severity', 'Message', 'Trace'].map((t) => h('th', {}, t)))),
     h('tbody', {}, logs.map((log) => h('tr', {},
       h('td', { class: 'mono' }, formatTime(log.time_unix_nano)),
