@@ -197,6 +197,13 @@ fn post(url: &str, body: &str) -> Result<(), String> {
     }
 }
 
+/// Slack's mrkdwn escapes: `&`, `<` and `>` only.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn issue_link(event: &IssueEvent, config: &NotifyConfig) -> String {
     let base = config
         .public_url
@@ -257,10 +264,88 @@ pub fn payload(event: &IssueEvent, config: &NotifyConfig) -> Value {
                 } else {
                     format!(" ({})", issue.environment)
                 },
-                issue.title.replace(['<', '>', '&'], " "),
+                slack_escape(&issue.title),
                 place
             );
             json!({ "text": text })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ashiato_errors::{Frame, IssueEventKind, IssueId, IssueStatus, IssueSummary, Source};
+
+    use super::*;
+
+    fn event(kind: IssueEventKind) -> IssueEvent {
+        IssueEvent {
+            kind,
+            issue: IssueSummary {
+                id: IssueId::parse("0123456789ab").unwrap(),
+                title: "ValueError: order <num> not found".into(),
+                error_type: "ValueError".into(),
+                message: "order 7 not found".into(),
+                culprit: "api.orders in load".into(),
+                service: "shop".into(),
+                environment: "prod".into(),
+                status: IssueStatus::Open,
+                regressed: kind == IssueEventKind::Regression,
+                sources: vec![Source::Span],
+                count: 3,
+                first_seen: 1,
+                last_seen: 2,
+                first_version: "1.0".into(),
+                last_version: "1.1".into(),
+                resolved_in_version: None,
+                hourly_24h: Vec::new(),
+            },
+            top_frame: Some(Frame {
+                function: "load".into(),
+                module: "api.orders".into(),
+                file: "/app/api/orders.py".into(),
+                line: Some(12),
+                in_app: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn test_json_payload_has_event_issue_link_and_frame() {
+        let config = NotifyConfig {
+            webhooks: vec!["http://hook".into()],
+            format: WebhookFormat::Json,
+            public_url: Some("https://ashiato.example.com/".into()),
+        };
+        let body = payload(&event(IssueEventKind::NewIssue), &config);
+        assert_eq!(body["event"], "new_issue");
+        assert_eq!(
+            body["url"],
+            "https://ashiato.example.com/issues/0123456789ab"
+        );
+        assert_eq!(body["issue"]["title"], "ValueError: order <num> not found");
+        assert_eq!(body["issue"]["first_seen"], "1");
+        assert_eq!(body["top_frame"]["function"], "load");
+        assert_eq!(body["top_frame"]["line"], 12);
+    }
+
+    #[test]
+    fn test_slack_payload_is_one_text() {
+        let config = NotifyConfig {
+            format: WebhookFormat::Slack,
+            ..NotifyConfig::default()
+        };
+        let body = payload(&event(IssueEventKind::Regression), &config);
+        assert_eq!(
+            body["text"],
+            "*Regression* in `shop` (prod): </issues/0123456789ab|ValueError: order &lt;num&gt; not found>\napi.orders in load"
+        );
+    }
+
+    #[test]
+    fn test_formats_parse() {
+        assert_eq!(WebhookFormat::parse("Slack"), Some(WebhookFormat::Slack));
+        assert_eq!(WebhookFormat::parse("json"), Some(WebhookFormat::Json));
+        assert_eq!(WebhookFormat::parse("xml"), None);
     }
 }
