@@ -183,3 +183,37 @@ fn test_counts_survive_restart_and_crash_exactly() {
     assert_eq!(issues(&server, "").len(), 1);
     assert_eq!(issue["sources"], serde_json::json!(["span", "log"]));
 }
+
+#[test]
+fn test_patch_changes_status_and_refuses_bad_bodies() {
+    let server = TestServer::start_with(&["--error-settle", "1s"]);
+    send_requests(&server, 1, "ValueError", "1.0.0");
+    let issue = wait_for_issue(&server, "ValueError", 1);
+    let id = issue["id"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/issues/{id}");
+    let json = [("content-type", "application/json")];
+    let patch = |path: &str, body: &str| {
+        crate::support::http_request(server.addrs.http, "PATCH", path, &json, body.as_bytes())
+    };
+
+    for bad in ["{", r#"{"status":"closed"}"#, r#"{"state":"open"}"#] {
+        let response = patch(&path, bad);
+        assert_eq!(response.status, 400, "{bad}: {}", response.text());
+        assert!(response.json()["error"].is_string());
+    }
+    let response = patch("/api/v1/issues/0123456789ab", r#"{"status":"ignored"}"#);
+    assert_eq!(response.status, 404, "{}", response.text());
+
+    let response = patch(
+        &path,
+        r#"{"status":"resolved","resolved_in_version":"1.2.0"}"#,
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let updated = response.json();
+    assert_eq!(updated["status"], "resolved");
+    assert_eq!(updated["resolved_in_version"], "1.2.0");
+    assert_eq!(issues(&server, "status=resolved").len(), 1);
+    let response = patch(&path, r#"{"status":"open"}"#);
+    assert_eq!(response.json()["status"], "open");
+    assert_eq!(response.json()["resolved_in_version"], Value::Null);
+}
