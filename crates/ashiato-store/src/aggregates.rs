@@ -21,8 +21,10 @@
 //! durations, u32 bucket count, then (u16 bucket, u64 count) pairs. All
 //! integers little endian.
 //!
-//! Aggregates outlive span retention on purpose: they are small (one cell
-//! per operation and minute) and keep long-range rates after spans age out.
+//! Aggregates follow the store's retention: at each rotation, minutes older
+//! than it are dropped from memory and files holding only such minutes are
+//! deleted (one cell per operation and minute with traffic, so a week of 100
+//! busy operations is about a million cells).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -30,6 +32,7 @@ use std::io::Write;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ashiato_model::{Span, SpanKind};
 use tracing::{error, warn};
@@ -288,6 +291,9 @@ struct Tables {
     all: Table,
     /// Added since the last rotation; written out at the next one.
     open_generation: Table,
+    /// The newest minute of each file on disk, by generation, so expired
+    /// files can be deleted without reading them.
+    files: BTreeMap<u64, u64>,
 }
 
 /// The aggregates of one store directory.
@@ -302,6 +308,7 @@ impl Aggregates {
     pub fn open(dir: &Path, covered: u64) -> Result<Aggregates, StoreError> {
         fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let mut all = Table::new();
+        let mut files = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
             let entry = entry.map_err(|e| io_error(dir, e))?;
             let path = entry.path();
@@ -311,7 +318,11 @@ impl Aggregates {
                 .and_then(|name| name.strip_suffix(".agg"))
                 .and_then(|stem| stem.parse::<u64>().ok());
             match seq {
-                Some(seq) if seq <= covered => load_file(&path, &mut all),
+                Some(seq) if seq <= covered => {
+                    if let Some(newest) = load_file(&path, &mut all) {
+                        files.insert(seq, newest);
+                    }
+                }
                 _ => {
                     // not covered yet (recounted from the WAL) or a stale temp file
                     fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
@@ -323,6 +334,7 @@ impl Aggregates {
             tables: Mutex::new(Tables {
                 all,
                 open_generation: Table::new(),
+                files,
             }),
         })
     }
@@ -358,13 +370,58 @@ impl Aggregates {
     /// by the writer when it freezes that memtable, before the sealer can
     /// cover its WAL. On failure the cells stay open and go out with the
     /// next generation.
-    pub fn persist_generation(&self, seq: u64) {
+    ///
+    /// Then drops what is older than `retention`: minutes from memory and
+    /// files whose every minute has expired, so memory and disk stay bounded
+    /// by retention times the number of operations.
+    pub fn persist_generation(&self, seq: u64, retention: Duration) {
         let generation = std::mem::take(&mut self.lock().open_generation);
-        if let Err(failure) = write_file(&self.dir, seq, &generation) {
-            error!(wal_seq = seq, error = %failure, "could not write aggregates, keeping them for the next generation");
+        let newest = generation.keys().map(|key| key.minute).max();
+        match newest.map(|newest| (newest, write_file(&self.dir, seq, &generation))) {
+            None => {}
+            Some((newest, Ok(()))) => {
+                self.lock().files.insert(seq, newest);
+            }
+            Some((_, Err(failure))) => {
+                error!(wal_seq = seq, error = %failure, "could not write aggregates, keeping them for the next generation");
+                let mut tables = self.lock();
+                for (key, cell) in generation {
+                    tables.open_generation.entry(key).or_default().merge(&cell);
+                }
+            }
+        }
+        let retention_ns = u64::try_from(retention.as_nanos()).unwrap_or(u64::MAX);
+        self.prune(now_ns().saturating_sub(retention_ns));
+    }
+
+    /// Forgets every minute before `cutoff_ns` and deletes files holding
+    /// only such minutes.
+    fn prune(&self, cutoff_ns: u64) {
+        let cutoff = cutoff_ns / MINUTE_NS;
+        let expired: Vec<u64> = {
             let mut tables = self.lock();
-            for (key, cell) in generation {
-                tables.open_generation.entry(key).or_default().merge(&cell);
+            let kept = tables.all.split_off(&Key {
+                minute: cutoff,
+                service: String::new(),
+                operation: String::new(),
+                entry: false,
+            });
+            tables.all = kept;
+            let expired: Vec<u64> = tables
+                .files
+                .iter()
+                .filter(|(_, newest)| **newest < cutoff)
+                .map(|(seq, _)| *seq)
+                .collect();
+            for seq in &expired {
+                tables.files.remove(seq);
+            }
+            expired
+        };
+        for seq in expired {
+            let path = file_path(&self.dir, seq);
+            if let Err(failure) = fs::remove_file(&path) {
+                warn!(path = %path.display(), error = %failure, "could not delete expired aggregates file");
             }
         }
     }
@@ -476,20 +533,32 @@ fn write_file(dir: &Path, seq: u64, table: &Table) -> Result<(), StoreError> {
         .map_err(|e| io_error(dir, e))
 }
 
-fn load_file(path: &Path, into: &mut Table) {
+/// Merges one file into `into`; returns its newest minute, `None` when it
+/// is unreadable (logged) or empty.
+fn load_file(path: &Path, into: &mut Table) -> Option<u64> {
     let loaded = fs::read(path)
         .map_err(|e| e.to_string())
         .and_then(|bytes| decode_file(&bytes).ok_or_else(|| "corrupt file".to_owned()));
     match loaded {
         Ok(table) => {
+            let newest = table.keys().map(|key| key.minute).max();
             for (key, cell) in table {
                 into.entry(key).or_default().merge(&cell);
             }
+            newest
         }
         Err(reason) => {
             warn!(path = %path.display(), %reason, "skipped unreadable aggregates file");
+            None
         }
     }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn put_str(out: &mut Vec<u8>, text: &str) {
@@ -689,6 +758,67 @@ mod tests {
         assert_eq!(figures[0].operations.len(), operations);
         assert!(figures[0].operations.iter().all(|op| op.total.count == 4));
         assert_eq!(figures[0].series[1].count, 2 * operations as u64);
+    }
+
+    fn cell(count: u64) -> Cell {
+        let mut cell = Cell {
+            count,
+            ..Cell::default()
+        };
+        for _ in 0..count {
+            cell.histogram.record(1_000);
+        }
+        cell
+    }
+
+    fn key(minute: u64) -> Key {
+        Key {
+            minute,
+            service: "s".into(),
+            operation: "o".into(),
+            entry: true,
+        }
+    }
+
+    #[test]
+    fn test_retention_drops_old_minutes_and_expired_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let now_minute = now_ns() / MINUTE_NS;
+        let old = now_minute - 120;
+        let aggregates = Aggregates::open(dir.path(), 0).unwrap();
+        let put = |minute: u64| {
+            let mut tables = aggregates.lock();
+            tables.all.entry(key(minute)).or_default().merge(&cell(1));
+            tables
+                .open_generation
+                .entry(key(minute))
+                .or_default()
+                .merge(&cell(1));
+        };
+        // generation 1 mixes an old and a current minute: the file stays
+        put(old);
+        put(now_minute);
+        aggregates.persist_generation(1, Duration::from_secs(3600));
+        // generation 2 holds only an expired minute: its file goes
+        put(old);
+        aggregates.persist_generation(2, Duration::from_secs(3600));
+        // generation 3 is empty: no file at all
+        aggregates.persist_generation(3, Duration::from_secs(3600));
+        assert!(file_path(dir.path(), 1).exists());
+        assert!(!file_path(dir.path(), 2).exists());
+        assert!(!file_path(dir.path(), 3).exists());
+        let everything = AggregateQuery {
+            start_ns: 0,
+            end_ns: (now_minute + 1) * MINUTE_NS,
+            step_ns: 0,
+        };
+        assert_eq!(aggregates.query(&everything)[0].total.count, 1);
+        // a reopen loads the old minute of file 1 again until the next rotation prunes it
+        drop(aggregates);
+        let reopened = Aggregates::open(dir.path(), 3).unwrap();
+        assert_eq!(reopened.query(&everything)[0].total.count, 2);
+        reopened.persist_generation(4, Duration::from_secs(3600));
+        assert_eq!(reopened.query(&everything)[0].total.count, 1);
     }
 
     #[test]

@@ -229,7 +229,9 @@ impl Writer {
             frozen
         };
         // before the sealer can cover this WAL file (see `aggregates`)
-        self.shared.aggregates.persist_generation(frozen.wal_seq);
+        self.shared
+            .aggregates
+            .persist_generation(frozen.wal_seq, self.shared.config.retention);
         info!(
             wal_seq = frozen.wal_seq,
             spans = frozen.span_count,

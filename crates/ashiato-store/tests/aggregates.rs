@@ -4,18 +4,26 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ashiato_model::{
     AttrValue, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
 use ashiato_store::{AggregateQuery, MINUTE_NS, ServiceAggregate, Store, StoreConfig};
 
-/// A fixed, minute-aligned base time (2026-01-01T00:00:00Z).
-const BASE: u64 = 1_767_225_600 * 1_000_000_000;
+/// A minute-aligned base time ten minutes ago: within retention, which
+/// drops older minutes at every seal.
+static BASE: LazyLock<u64> = LazyLock::new(|| {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    (now / MINUTE_NS - 10) * MINUTE_NS
+});
 
 fn span(n: u64, service: &str, name: &str, kind: SpanKind, minute: u64, ms: u64) -> Span {
-    let start = BASE + minute * MINUTE_NS + n;
+    let start = *BASE + minute * MINUTE_NS + n;
     Span {
         trace_id: TraceId::from_halves(7, n + 1),
         span_id: SpanId::from_u64(n + 1).unwrap(),
@@ -67,8 +75,8 @@ fn workload() -> Vec<Span> {
 
 fn whole_range() -> AggregateQuery {
     AggregateQuery {
-        start_ns: BASE,
-        end_ns: BASE + 2 * MINUTE_NS,
+        start_ns: *BASE,
+        end_ns: *BASE + 2 * MINUTE_NS,
         step_ns: MINUTE_NS,
     }
 }
@@ -123,16 +131,16 @@ async fn test_aggregates_count_exactly_and_give_percentiles() {
 
     // a range of only the second minute, in one step
     let second = store.aggregates(&AggregateQuery {
-        start_ns: BASE + MINUTE_NS,
-        end_ns: BASE + 2 * MINUTE_NS,
+        start_ns: *BASE + MINUTE_NS,
+        end_ns: *BASE + 2 * MINUTE_NS,
         step_ns: 10 * MINUTE_NS,
     });
     assert_eq!(second[0].total.count, 50);
     assert_eq!(second[0].series.len(), 1);
     // nothing outside the data
     let empty = store.aggregates(&AggregateQuery {
-        start_ns: BASE + 5 * MINUTE_NS,
-        end_ns: BASE + 6 * MINUTE_NS,
+        start_ns: *BASE + 5 * MINUTE_NS,
+        end_ns: *BASE + 6 * MINUTE_NS,
         step_ns: MINUTE_NS,
     });
     assert!(empty.is_empty());
@@ -174,4 +182,17 @@ async fn test_uncovered_aggregate_files_are_recounted_from_the_wal_not_doubled()
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
     check(&store.aggregates(&whole_range()));
     assert!(!agg_dir.join("99999999.agg").exists());
+}
+
+#[tokio::test]
+async fn test_minutes_past_retention_are_dropped_at_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.retention = std::time::Duration::from_secs(5 * 60);
+    let store = Store::open(config).unwrap();
+    // minutes 0 and 1 of the workload are ten and nine minutes old
+    store.append_spans(workload()).await.unwrap();
+    assert_eq!(store.aggregates(&whole_range())[0].total.count, 100);
+    store.seal_now().unwrap();
+    assert!(store.aggregates(&whole_range()).is_empty());
 }
