@@ -47,6 +47,7 @@ const MAX_PENDING_TRACES: usize = 100_000;
 struct PendingTrace {
     candidates: Vec<Candidate>,
     deadline: Instant,
+    /// The watermark this trace holds (see `watermark_mark`).
     received_wall: u64,
 }
 
@@ -114,6 +115,17 @@ impl FacetCache {
     }
 }
 
+/// How far back one undecided candidate may hold the watermark.
+const MAX_WATERMARK_LAG_NS: u64 = 24 * 3_600_000_000_000;
+
+/// The watermark a pending candidate holds: the earlier of its arrival and
+/// its own time (a candidate re-derived after downtime, or sent late, is
+/// older than its arrival; the recovery scan filters on data time), but at
+/// most a day back.
+fn watermark_mark(arrival: u64, data_time: u64) -> u64 {
+    arrival.min(data_time.max(arrival.saturating_sub(MAX_WATERMARK_LAG_NS)))
+}
+
 /// Current wall-clock time, unix nanos.
 pub fn now_unix_nano() -> u64 {
     SystemTime::now()
@@ -161,17 +173,19 @@ impl Tracker {
     pub fn observe(&mut self, candidates: Vec<Candidate>, now: Instant) {
         let wall = now_unix_nano();
         for candidate in candidates {
+            let mark = watermark_mark(wall, candidate.time_unix_nano);
             match candidate.trace_id {
                 Some(trace) => {
                     let pending = self.pending.entry(trace).or_insert_with(|| PendingTrace {
                         candidates: Vec::new(),
                         deadline: now,
-                        received_wall: wall,
+                        received_wall: mark,
                     });
                     pending.deadline = now + self.settle;
+                    pending.received_wall = pending.received_wall.min(mark);
                     pending.candidates.push(candidate);
                 }
-                None => self.lone.push((candidate, wall)),
+                None => self.lone.push((candidate, mark)),
             }
         }
     }
@@ -478,5 +492,19 @@ impl IssueStore {
         self.with(|connection| {
             db::set_status(connection, id, status, resolved_in_version, now_unix_nano())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_watermark_mark_is_the_earlier_time_at_most_a_day_back() {
+        let day = MAX_WATERMARK_LAG_NS;
+        let now = 10 * day;
+        assert_eq!(watermark_mark(now, now - 5), now - 5);
+        assert_eq!(watermark_mark(now, now + 5), now);
+        assert_eq!(watermark_mark(now, 0), now - day);
     }
 }
