@@ -17,6 +17,8 @@
 //!   immutable zstd Parquet segments; `<seq>` is the WAL file they cover up to.
 //! - `catalog.sqlite`: segments, their time range, services and
 //!   per-operation counts, and the "WAL covered up to" mark.
+//! - `aggregates/<seq:08>.agg`: per-minute service/operation figures of
+//!   memtable generation `<seq>`, written when it is frozen (see `aggregates`).
 //!
 //! # Data path
 //!
