@@ -21,18 +21,36 @@ function figureCells(row) {
 }
 
 const HEAD = ['Rate', 'Requests', 'Errors', 'p50', 'p95', 'p99', 'Requests over time'];
+/** Sortable columns: header → value of a row, highest first. */
+const SORTS = {
+  Rate: (row) => row.rate_per_second,
+  Requests: (row) => row.count,
+  Errors: (row) => row.error_rate,
+  p50: (row) => Number(row.p50_ns),
+  p95: (row) => Number(row.p95_ns),
+  p99: (row) => Number(row.p99_ns),
+};
+
+function sorted(rows, by) {
+  const key = SORTS[by];
+  return key ? [...rows].sort((a, b) => key(b) - key(a) || a.name.localeCompare(b.name)) : rows;
+}
 
 export async function render(root, { params, isCurrent }) {
   const range = RANGES[params.get('range')] ? params.get('range') : '1h';
   const chosen = params.get('service') || '';
+  const sort = SORTS[params.get('sort')] ? params.get('sort') : '';
   const link = (next) => {
-    const search = new URLSearchParams({ range, ...next });
+    const search = new URLSearchParams({ range, sort, ...next });
     for (const [k, v] of [...search]) if (!v) search.delete(k);
     return `/services?${search}`;
   };
   const picker = h('form', { class: 'filters' }, h('label', {}, 'Time range', h('select', {
     name: 'range', onchange: (e) => navigate(link({ range: e.target.value, service: chosen })),
   }, Object.keys(RANGES).map((r) => h('option', { value: r, selected: r === range }, `last ${r}`)))));
+  const headCell = (title) => (SORTS[title]
+    ? h('th', { class: 'num' }, h('a', { href: link({ service: chosen, sort: title }), title: `sort by ${title}` }, title, sort === title ? ' ▼' : ''))
+    : h('th', {}, title));
   const body = h('div', {}, h('p', { class: 'muted' }, 'loading…'));
   mount(root, h('h1', {}, chosen ? `Service ${chosen}` : 'Services'), picker, body);
   let stats;
@@ -48,8 +66,8 @@ export async function render(root, { params, isCurrent }) {
     return;
   }
   const table = h('table', { class: 'list', id: 'service-table' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Service'), HEAD.map((t) => h('th', { class: t.startsWith('Requests over') ? '' : 'num' }, t)))),
-    h('tbody', {}, stats.services.map((service) => h('tr', { class: 'clickable', 'data-service': service.name, onclick: (e) => { if (!e.target.closest('a')) navigate(link({ service: service.name })); } },
+    h('thead', {}, h('tr', {}, h('th', {}, h('a', { href: link({ service: chosen, sort: '' }) }, 'Service')), HEAD.map((t) => headCell(t)))),
+    h('tbody', {}, sorted(stats.services, sort).map((service) => h('tr', { class: 'clickable', 'data-service': service.name, onclick: (e) => { if (!e.target.closest('a')) navigate(link({ service: service.name })); } },
       h('td', {}, h('i', { class: 'svc-dot', style: { display: 'inline-block', width: '10px', height: '10px', borderRadius: '2px', marginRight: '6px', background: serviceColor(service.name) } }),
         h('a', { href: link({ service: service.name }) }, service.name)),
       figureCells(service)))));
@@ -58,8 +76,8 @@ export async function render(root, { params, isCurrent }) {
   if (chosen && service) {
     parts.push(h('h2', {}, `Operations of ${service.name}`),
       h('table', { class: 'list', id: 'operation-table' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'Operation'), HEAD.map((t) => h('th', { class: t.startsWith('Requests over') ? '' : 'num' }, t)))),
-        h('tbody', {}, service.operations.map((op) => h('tr', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Operation'), HEAD.map((t) => headCell(t)))),
+        h('tbody', {}, sorted(service.operations, sort).map((op) => h('tr', {},
           h('td', {}, h('a', { href: `/traces?service=${encodeURIComponent(service.name)}&operation=${encodeURIComponent(op.name)}` }, op.name)),
           figureCells(op))))));
   } else if (chosen) {

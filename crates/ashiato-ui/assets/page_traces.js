@@ -7,7 +7,7 @@ import { scatter } from './charts.js';
 import { formatDuration, formatTime, rangeToNanos, RANGES, serviceColor } from './format.js';
 import { navigate, setQuery } from './app.js';
 
-const FIELDS = ['service', 'operation', 'attr', 'min_duration', 'max_duration', 'error', 'range', 'limit'];
+const FIELDS = ['service', 'operation', 'attr', 'min_duration', 'max_duration', 'error', 'range', 'start', 'end', 'limit'];
 
 function readFilters(params) {
   const filters = {};
@@ -49,6 +49,8 @@ export async function render(root, { params, isCurrent }) {
     h('label', {}, 'Time range', h('select', { name: 'range' },
       h('option', { value: '' }, 'any time'),
       Object.keys(RANGES).map((r) => h('option', { value: r, selected: r === filters.range }, `last ${r}`)))),
+    h('label', {}, 'From', h('input', { name: 'start', value: filters.start, placeholder: '2026-01-02T03:04:05Z', size: 20, title: 'RFC 3339 or unix nanoseconds; overrides the time range' })),
+    h('label', {}, 'To', h('input', { name: 'end', value: filters.end, placeholder: 'now', size: 20 })),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'error', value: '1', checked: Boolean(filters.error) }), 'errors only'),
     h('input', { type: 'hidden', name: 'limit', value: filters.limit }),
     h('button', { class: 'primary', type: 'submit' }, 'Search'),
@@ -65,7 +67,8 @@ export async function render(root, { params, isCurrent }) {
     const response = await api.get('/traces', {
       service: filters.service, operation: filters.operation, attr: filters.attrs,
       min_duration: filters.min_duration, max_duration: filters.max_duration,
-      error: filters.error ? 'true' : '', limit: filters.limit || 100, ...rangeToNanos(filters.range),
+      error: filters.error ? 'true' : '', limit: filters.limit || 100,
+      ...(filters.start || filters.end ? { start: filters.start, end: filters.end } : rangeToNanos(filters.range)),
     });
     traces = response.traces;
   } catch (error) {

@@ -71,7 +71,17 @@ function clean(page) {
 
 test('traces search renders results and the scatter plot; a dot opens its trace', async () => {
   const page = await openPage();
+  // filters round-trip through the URL: errors only, then back
   await page.goto(`${BASE}/traces`);
+  await page.waitForSelector('#trace-results tbody tr');
+  await page.check('input[name="error"]');
+  await page.click('button[type="submit"]');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('error') === '1');
+  await page.waitForSelector('#trace-results tbody tr');
+  const errorRows = await page.locator('#trace-results tbody tr').count();
+  assert.equal(await page.locator('#trace-results tbody tr .badge.err').count(), errorRows, 'only traces with errors');
+  await page.goBack();
+  await page.waitForFunction(() => !new URL(location.href).searchParams.get('error'));
   await page.waitForSelector('#trace-results tbody tr');
   assert.ok(await page.locator('svg.scatter .dot').count() > 0);
   await shot(page, '01-traces');
@@ -172,6 +182,10 @@ test('services page shows ingest aggregates and operations', async () => {
   await page.locator('#service-table tr[data-service="payments"] a').click();
   await page.waitForSelector('#operation-table tbody tr');
   assert.equal(new URL(page.url()).searchParams.get('service'), 'payments');
+  // sorting by p99 keeps the selection and orders the rows
+  await page.click('#service-table th a[title="sort by p99"]');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('sort') === 'p99');
+  await page.waitForSelector('#operation-table tbody tr');
   await shot(page, '05-services');
   clean(page);
   await page.close();
