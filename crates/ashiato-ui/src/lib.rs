@@ -85,8 +85,11 @@ async fn serve_asset(Path(name): Path<String>) -> Response {
 
 /// Any other GET is a client-side route: answer the index page.
 async fn spa_fallback(method: Method, uri: Uri) -> Response {
+    // other methods on unknown paths are plain 404s: a client that posts
+    // OTLP to this listener by mistake must hear "not found" (the CLI's demo
+    // turns that into a hint about the OTLP/HTTP listener)
     if method != Method::GET && method != Method::HEAD {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     if uri.path().starts_with("/api/") || uri.path().starts_with("/assets/") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
@@ -163,8 +166,8 @@ mod tests {
             let (status, _, _) = get_path("GET", path).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }
-        let (status, _, _) = get_path("POST", "/traces").await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let (status, _, _) = get_path("POST", "/v1/traces").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[test]
