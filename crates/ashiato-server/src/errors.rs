@@ -219,9 +219,13 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
         let stop = match receiver.recv_timeout(wait) {
             Ok(Message::Candidates(candidates)) => {
                 tracker.observe(candidates, Instant::now());
-                // take whatever else is queued before settling
+                // take what else is queued before settling, bounded so a
+                // channel that never empties cannot starve settling
                 let mut stop = false;
-                while let Ok(message) = receiver.try_recv() {
+                for _ in 0..CHANNEL_BATCHES {
+                    let Ok(message) = receiver.try_recv() else {
+                        break;
+                    };
                     match message {
                         Message::Candidates(more) => tracker.observe(more, Instant::now()),
                         Message::RecoveryDone => tracker.set_recovering(false),
