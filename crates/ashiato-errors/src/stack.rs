@@ -6,7 +6,9 @@
 //! cause), and the caller rarely knows the language. Lines that match no
 //! format (exception headers, `... 12 more`) are skipped. Frames come out
 //! crash site first, whatever the language's own order (Python prints the
-//! crash site last, so its frames are reversed per traceback).
+//! crash site last, so its frames are reversed per traceback), and root
+//! cause first: a JVM `Caused by:` section moves ahead of the exception
+//! that wrapped it (Python already prints the cause first).
 //!
 //! `module` is chosen to survive deploys: a package or class name, or the
 //! last two segments of a file path (never the absolute directory a release
@@ -33,9 +35,16 @@ pub fn parse(text: &str) -> Vec<Frame> {
     // reverse it so every language ends up crash site first
     let mut python_block: Vec<Frame> = Vec::new();
     let mut pending_go: Option<String> = None;
+    // the JVM prints the outer exception first and each cause after it;
+    // the root cause is where it broke (.NET already prints inner first)
+    let mut cause_starts: Vec<usize> = Vec::new();
     for raw in text.lines().take(MAX_LINES) {
         let line = raw.trim();
         if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("Caused by:") {
+            cause_starts.push(frames.len());
             continue;
         }
         if let Some(frame) = python_frame(line) {
@@ -71,8 +80,23 @@ pub fn parse(text: &str) -> Vec<Frame> {
         }
     }
     flush_python(&mut python_block, &mut frames);
+    let mut frames = root_cause_first(frames, &cause_starts);
     frames.truncate(MAX_FRAMES);
     frames
+}
+
+/// Reorders `Caused by` sections so the deepest cause comes first.
+fn root_cause_first(mut frames: Vec<Frame>, cause_starts: &[usize]) -> Vec<Frame> {
+    if cause_starts.is_empty() {
+        return frames;
+    }
+    let mut sections = Vec::new();
+    for start in cause_starts.iter().rev() {
+        let start = (*start).min(frames.len());
+        sections.push(frames.split_off(start));
+    }
+    sections.push(frames);
+    sections.into_iter().flatten().collect()
 }
 
 /// Bounds on work per stack: stacks are client data.
