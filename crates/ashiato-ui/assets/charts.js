@@ -41,7 +41,8 @@ export function scatter(traces, onPick) {
   return h('svg:svg', { class: 'scatter', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'trace duration over time' },
     h('svg:text', { x: 4, y: pad.t + 8 }, formatDuration(yMax)),
     h('svg:text', { x: 4, y: height - pad.b }, '0'),
-    h('svg:text', { x: pad.l, y: height - 4 }, formatTime(traces[ys.length - 1] ? minBy(traces, xs) : '')),
+    h('svg:text', { x: pad.l, y: height - 4 }, formatTime(pickBy(traces, xs, (a, b) => a < b))),
+    h('svg:text', { x: width - pad.r, y: height - 4, 'text-anchor': 'end' }, formatTime(pickBy(traces, xs, (a, b) => a > b))),
     traces.map((trace, i) => h('svg:circle', {
       cx: x(xs[i]).toFixed(1), cy: y(ys[i]).toFixed(1), r: 5,
       class: trace.error_count > 0 ? 'dot error' : 'dot',
@@ -51,8 +52,9 @@ export function scatter(traces, onPick) {
   );
 }
 
-function minBy(traces, xs) {
+/** The start time of the trace whose x wins `better` (earliest or latest). */
+function pickBy(traces, xs, better) {
   let best = 0;
-  xs.forEach((v, i) => { if (v < xs[best]) best = i; });
+  xs.forEach((v, i) => { if (better(v, xs[best])) best = i; });
   return traces[best].start_time_unix_nano;
 }
