@@ -27,6 +27,16 @@
 //!    regressions become [`IssueEvent`]s for the notifier, never per
 //!    occurrence.
 //!
+//! Cost (measured with a throwaway probe on a shared, loaded 2-core box,
+//! release build): the fast path is about 20 ns a span; a span with an
+//! error costs 1 to 3 µs to extract (its attributes and stack are copied),
+//! so with 5 % error spans extraction adds roughly 60 to 170 ns a span to
+//! ingest. The tracker thread spends about 25 µs of CPU per counted
+//! occurrence (SQLite: the idempotency insert, the issue update, batched
+//! hourly and facet upserts, one commit per 100 ms tick), off the ingest
+//! path; nested spans of one failure count once, so occurrences are fewer
+//! than error spans.
+//!
 //! This crate knows the model and SQLite only: no HTTP, no store (the
 //! server implements [`TraceSource`] over the store).
 
