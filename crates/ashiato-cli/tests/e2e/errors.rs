@@ -217,3 +217,34 @@ fn test_patch_changes_status_and_refuses_bad_bodies() {
     assert_eq!(response.json()["status"], "open");
     assert_eq!(response.json()["resolved_in_version"], Value::Null);
 }
+
+#[test]
+fn test_status_only_errors_count_on_entry_spans_and_fold_into_exceptions() {
+    let server = TestServer::start_with(&["--error-settle", "1s"]);
+    let endpoint = server.otlp_grpc_base();
+    let traces = run_peer(
+        PeerPython::Proto,
+        "otel_errors.py",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("PEER_SCENARIO", "status"),
+        ],
+    );
+    assert_eq!(traces.lines().count(), 3);
+    // two 503s: one issue on the SERVER span (the INTERNAL child's status
+    // error is not an entry span), grouped by type and operation
+    let unavailable = wait_for_issue(&server, "503", 2);
+    assert_eq!(unavailable["title"], "503 GET /health");
+    assert_eq!(unavailable["culprit"], "GET /health");
+    // the 500 folds into the exception below it
+    let exception = wait_for_issue(&server, "RuntimeError", 1);
+    let id = exception["id"].as_str().unwrap_or_default();
+    let detail = server.get_json(&format!("/api/v1/issues/{id}"));
+    assert_eq!(
+        detail["samples"][0]["ancestors"].as_array().map(Vec::len),
+        Some(1),
+        "{detail:#}"
+    );
+    let all = issues(&server, "");
+    assert_eq!(all.len(), 2, "{all:#?}");
+}

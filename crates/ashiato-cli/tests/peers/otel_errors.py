@@ -16,6 +16,10 @@ PEER_SCENARIO=batch: a batch job without traces logs
 - 3 plain ERROR records "failed to process item N: timeout after Ss",
 - 5 INFO records (no issue).
 
+PEER_SCENARIO=status: two 503 answers without exceptions (status ERROR on
+the SERVER span and on an INTERNAL child) and one 500 caused by an
+exception recorded two spans below the SERVER span. Prints trace ids.
+
 Exits non-zero when an export did not succeed.
 """
 import logging
@@ -142,8 +146,45 @@ def batch():
         log.info(f"processed item {item}")
 
 
+def status_only():
+    """Two requests answered 503 without any exception (status ERROR on the
+    SERVER span and on an INTERNAL child), and one 500 whose cause is an
+    exception two levels below (recorded only there)."""
+    from opentelemetry.trace import Status, StatusCode
+
+    for _ in range(2):
+        with tracer.start_as_current_span(
+            "GET /health",
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": "GET", "http.route": "/health",
+                        "http.response.status_code": 503},
+        ) as root:
+            with tracer.start_as_current_span("check db") as check:
+                check.set_status(Status(StatusCode.ERROR, "db unreachable"))
+            root.set_status(Status(StatusCode.ERROR))
+            print(format(root.get_span_context().trace_id, "032x"))
+    with tracer.start_as_current_span(
+        "POST /pay",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "http.route": "/pay",
+                    "http.response.status_code": 500},
+    ) as root:
+        with tracer.start_as_current_span("service"):
+            with tracer.start_as_current_span("charge", record_exception=True,
+                                              set_status_on_exception=True) as charge:
+                try:
+                    raise RuntimeError("card processor down")
+                except RuntimeError as error:
+                    charge.record_exception(error)
+                    charge.set_status(Status(StatusCode.ERROR, str(error)))
+        root.set_status(Status(StatusCode.ERROR))
+        print(format(root.get_span_context().trace_id, "032x"))
+
+
 if scenario == "batch":
     batch()
+elif scenario == "status":
+    status_only()
 else:
     requests()
 
