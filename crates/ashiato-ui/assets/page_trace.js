@@ -64,6 +64,7 @@ export async function render(root, { params, args, isCurrent }) {
   });
   const found = h('span', { class: 'muted' });
   const spacer = h('div', { class: 'wf-spacer' });
+  const viewport = h('div', { class: 'minimap-view' });
   const waterfall = h('div', { class: 'waterfall', tabindex: 0, role: 'tree', 'aria-label': 'spans' }, spacer);
   const detail = h('div', { class: 'detail', id: 'span-detail' });
   const layout = h('div', { class: 'trace-layout' }, h('div', {}, minimapCanvas(), axis(), waterfall), detail);
@@ -100,14 +101,15 @@ export async function render(root, { params, args, isCurrent }) {
   function minimapCanvas() {
     const canvas = h('canvas', { class: 'minimap', width: 1000, height: 48, title: 'minimap: click to jump' });
     const ctx = canvas.getContext('2d');
+    // every span, in tree order, squeezed into 48 pixel rows (100,000 fillRects take milliseconds)
     const all = visibleRows(tree, new Set());
-    const perPixel = Math.max(1, all.length / 48);
-    for (let i = 0; i < all.length; i += Math.ceil(perPixel)) {
-      const node = all[i];
+    const rowHeight = Math.max(48 / all.length, 1);
+    all.forEach((node, i) => {
       ctx.fillStyle = node.error ? '#d32f2f' : serviceColor(node.service);
       const x = ((node.start - tree.start) / total) * 1000;
-      ctx.fillRect(x, Math.floor((i / all.length) * 48), Math.max(((node.duration) / total) * 1000, 1), Math.max(48 / all.length, 1));
-    }
+      ctx.fillRect(x, Math.floor((i / all.length) * 48), Math.max((node.duration / total) * 1000, 1), rowHeight);
+    });
+    rows = visibleRows(tree, collapsed);
     canvas.addEventListener('click', (event) => {
       const fraction = event.offsetY / canvas.clientHeight;
       const target = all[Math.floor(fraction * all.length)];
@@ -116,7 +118,7 @@ export async function render(root, { params, args, isCurrent }) {
         select(target, { scroll: true });
       }
     });
-    return canvas;
+    return h('div', { class: 'minimap-box' }, canvas, viewport);
   }
 
   function paint() {
@@ -126,6 +128,10 @@ export async function render(root, { params, args, isCurrent }) {
     const out = [];
     for (let i = first; i < last; i++) out.push(rowElement(rows[i], i));
     spacer.replaceChildren(...out);
+    // the part of the trace in view, on the minimap
+    const height = Math.max(rows.length * ROW, 1);
+    viewport.style.top = `${(waterfall.scrollTop / height) * 100}%`;
+    viewport.style.height = `${Math.min(((waterfall.clientHeight || 600) / height) * 100, 100)}%`;
   }
 
   function rowElement(node, i) {

@@ -84,7 +84,8 @@ export async function render(root, { params, isCurrent }) {
   const open = (trace) => navigate(`/trace/${trace.trace_id}`);
   mount(results,
     scatter(traces, open),
-    h('table', { class: 'list', id: 'trace-results' },
+    // which URL these results answer, so a test (or a reader of the DOM) can tell fresh from stale
+    h('table', { class: 'list', id: 'trace-results', 'data-search': location.search },
       h('thead', {}, h('tr', {}, ['Root', 'Start', 'Duration', '', 'Spans', 'Errors', 'Services'].map((t) => h('th', {}, t)))),
       h('tbody', {}, traces.map((t) => h('tr', { class: 'clickable', 'data-trace': t.trace_id, onclick: (e) => { if (!e.target.closest('a')) open(t); } },
         h('td', {}, h('a', { href: `/trace/${t.trace_id}` }, h('strong', {}, t.root_service), ': ', t.root_name)),

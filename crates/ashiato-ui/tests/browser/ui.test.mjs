@@ -76,13 +76,11 @@ test('traces search renders results and the scatter plot; a dot opens its trace'
   await page.waitForSelector('#trace-results tbody tr');
   await page.check('input[name="error"]');
   await page.click('button[type="submit"]');
-  await page.waitForFunction(() => new URL(location.href).searchParams.get('error') === '1');
-  await page.waitForSelector('#trace-results tbody tr');
+  await page.waitForSelector('#trace-results[data-search*="error=1"] tbody tr');
   const errorRows = await page.locator('#trace-results tbody tr').count();
   assert.equal(await page.locator('#trace-results tbody tr .badge.err').count(), errorRows, 'only traces with errors');
   await page.goBack();
-  await page.waitForFunction(() => !new URL(location.href).searchParams.get('error'));
-  await page.waitForSelector('#trace-results tbody tr');
+  await page.waitForSelector('#trace-results[data-search=""] tbody tr');
   assert.ok(await page.locator('svg.scatter .dot').count() > 0);
   await shot(page, '01-traces');
   // the last dot is painted on top of any it overlaps
