@@ -333,3 +333,14 @@ test('empty-state and not-found pages render without errors', async () => {
   clean(page);
   await page.close();
 });
+
+test('a server without error tracking: the issues page says so', async () => {
+  const page = await openPage({ allow: [/\/api\/v1\/issues/, /404/] });
+  await page.route('**/api/v1/issues**', (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":"no such api endpoint"}' }));
+  await page.goto(`${BASE}/issues`);
+  await page.waitForSelector('text=Error tracking is not available yet');
+  await page.goto(`${BASE}/issues/abc`);
+  await page.waitForSelector('text=Error tracking is not available yet');
+  clean(page);
+  await page.close();
+});
