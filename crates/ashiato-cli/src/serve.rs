@@ -19,12 +19,14 @@ use serde::Deserialize;
 ///
 /// Every option can also come from an environment variable or from the
 /// TOML file given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir,
-/// retention, max_message_size). A flag beats the environment, which beats
+/// retention, max_message_size, error_settle, webhook, webhook_format,
+/// public_url). A flag beats the environment, which beats
 /// the file, which beats the default.
 #[derive(Debug, Default, clap::Args)]
 #[command(
     after_help = "Every option can also be set by its environment variable or in the TOML file \
-given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size). \
+given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
+error_settle, webhook, webhook_format, public_url). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
 by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
@@ -458,6 +460,29 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("unknown_key = 1").is_err());
         assert!(TestCli::try_parse_from(["ashiato", "--otlp-grpc", "nowhere"]).is_err());
         assert!(TestCli::try_parse_from(["ashiato", "--retention", "0"]).is_err());
+    }
+
+    #[test]
+    fn test_error_tracking_keys_in_the_file() {
+        let file = file(
+            r#"
+            error_settle = "2s"
+            webhook = ["http://hooks.example.com/a", "https://hooks.example.com/b"]
+            webhook_format = "slack"
+            public_url = "https://ashiato.example.com"
+            "#,
+        );
+        let config = resolve(&ServeArgs::default(), Some(file)).unwrap();
+        assert_eq!(config.errors.settle, Duration::from_secs(2));
+        assert_eq!(config.errors.notify.webhooks.len(), 2);
+        assert_eq!(
+            config.errors.notify.format,
+            ashiato_server::WebhookFormat::Slack
+        );
+        assert_eq!(
+            config.errors.notify.public_url.as_deref(),
+            Some("https://ashiato.example.com")
+        );
     }
 
     #[test]
