@@ -134,11 +134,13 @@ pub struct ErrorTracking {
 
 impl ErrorTracking {
     /// Opens `<data_dir>/errors.sqlite`, starts the tracker thread and the
-    /// notifier, and plugs the ingest hook in.
+    /// notifier, and plugs the ingest hook in. Notification links use
+    /// `--public-url`, else the UI listener's bound address.
     pub fn start(
         data_dir: PathBuf,
         config: &ErrorsConfig,
         store: Store,
+        http: std::net::SocketAddr,
     ) -> anyhow::Result<ErrorTracking> {
         let path = data_dir.join(ashiato_errors::DB_FILE);
         let source = Box::new(StoreSource { store });
@@ -151,7 +153,11 @@ impl ErrorTracking {
             IssueStore::open(&path)
                 .with_context(|| format!("opening the errors database {}", path.display()))?,
         );
-        let notifier = Notifier::start(config.notify.clone());
+        let mut notify = config.notify.clone();
+        notify
+            .public_url
+            .get_or_insert_with(|| format!("http://{http}"));
+        let notifier = Notifier::start(notify);
         let (sender, receiver) = sync_channel(CHANNEL_BATCHES);
         let events = notifier.clone();
         let thread = std::thread::Builder::new()

@@ -98,8 +98,12 @@ impl Server {
             datadog: local_addr(datadog_listener.as_ref())?,
         };
 
-        let error_tracking =
-            errors::ErrorTracking::start(config.data_dir.clone(), &config.errors, store.clone())?;
+        let error_tracking = errors::ErrorTracking::start(
+            config.data_dir.clone(),
+            &config.errors,
+            store.clone(),
+            addrs.http,
+        )?;
         let readiness = Readiness::default();
         let (stop, stopped) = watch::channel(false);
         let (failure_sender, failures) = mpsc::unbounded_channel();

@@ -48,8 +48,8 @@ impl WebhookFormat {
 pub struct NotifyConfig {
     pub webhooks: Vec<String>,
     pub format: WebhookFormat,
-    /// Base URL of the UI for links (`--public-url`); without it links use
-    /// the API listener's path only.
+    /// Base URL of the UI for links (`--public-url`); the server fills in
+    /// its UI listener's address when it is not set.
     pub public_url: Option<String>,
 }
 
