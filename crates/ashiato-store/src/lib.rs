@@ -173,7 +173,7 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 256 MiB
+    /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 128 MiB
     /// / 2 minutes (with at least 10k rows) / 30 minutes, 768 MiB memtable
     /// memory, retention checked every minute.
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
@@ -183,7 +183,7 @@ impl StoreConfig {
             max_pending_bytes: 64 * 1024 * 1024,
             overload_wait: Duration::from_secs(1),
             seal_max_rows: 1_000_000,
-            seal_max_bytes: 256 * 1024 * 1024,
+            seal_max_bytes: 128 * 1024 * 1024,
             seal_max_age: Duration::from_secs(120),
             seal_age_min_rows: 10_000,
             seal_idle_max_age: Duration::from_secs(30 * 60),
