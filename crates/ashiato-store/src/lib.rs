@@ -30,7 +30,7 @@
 //!    single write + fdatasync (group commit), inserts the batches into the
 //!    active memtable and then acknowledges every waiter.
 //! 3. When the memtable passes `seal_max_rows` (1M), `seal_max_bytes`
-//!    (256 MiB estimated), `seal_max_age` (2 min, once it holds 10k rows) or
+//!    (128 MiB estimated), `seal_max_age` (2 min, once it holds 10k rows) or
 //!    `seal_idle_max_age` (30 min, any size), the writer starts a new
 //!    WAL file and freezes the memtable (it stays queryable); the sealer
 //!    thread (`sealer`) writes Parquet, registers the segments and the WAL
@@ -57,9 +57,12 @@
 //! decodes other columns only for rows whose `trace_id` matches (a Parquet
 //! row filter).
 //!
-//! Scans prune segments by time range and service set from memory, test the
-//! plain columns (time, service, name, duration, status) and decode a row's
-//! blobs only when those pass. `scan_spans` visits recent data first.
+//! Scans prune segments by time range and service set from memory. Inside a
+//! span segment, Parquet row filters (`prefilter`) first read only the plain
+//! columns (time, service, name, duration, status), then, for attribute
+//! filters, only the `attributes`/`resource` blobs of the surviving rows,
+//! searched for the encoded `key` + value bytes; every column is decoded
+//! only for rows that pass both. `scan_spans` visits recent data first.
 //! `scan_logs` visits memtable logs newest first, then segments by newest
 //! time, each segment's matches sorted newest first.
 //!
