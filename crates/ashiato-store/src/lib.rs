@@ -177,7 +177,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 128 MiB
-    /// / 2 minutes (with at least 10k rows) / 30 minutes, 768 MiB memtable
+    /// / 2 minutes (with at least 10k rows) / 30 minutes, 384 MiB memtable
     /// memory, retention checked every minute.
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
@@ -190,7 +190,7 @@ impl StoreConfig {
             seal_max_age: Duration::from_secs(120),
             seal_age_min_rows: 10_000,
             seal_idle_max_age: Duration::from_secs(30 * 60),
-            max_memory_bytes: 768 * 1024 * 1024,
+            max_memory_bytes: 384 * 1024 * 1024,
             retention_interval: Duration::from_secs(60),
         }
     }

@@ -34,22 +34,20 @@ use crate::codec::{self, Encoder};
 /// a match on them cannot be ruled out by searching for the value's bytes.
 const OPAQUE_TAGS: [u8; 4] = [0, 6, 7, 8];
 
-/// Byte patterns one `key:value` attribute filter needs in a blob.
+/// Byte patterns one `key:value` attribute filter needs in a blob: the
+/// encoded key, directly followed by either one of the encodings of a value
+/// equal to the query text or a tag whose values may equal it only as text.
 struct AttrNeedles {
-    /// `key` followed by each encoding of a value equal to the query text.
-    exact: Vec<Vec<u8>>,
-    /// `key` followed by a tag whose values may equal it only as text.
-    opaque: Vec<Vec<u8>>,
+    /// The key as the codec writes it (length, bytes).
+    key: memmem::Finder<'static>,
+    /// Each encoding (tag, payload) of a value `matches_text` accepts.
+    values: Vec<Vec<u8>>,
 }
 
 impl AttrNeedles {
     fn new(key: &str, value: &str) -> AttrNeedles {
-        let with_value = |value: &AttrValue| {
-            let mut encoder = Encoder::default();
-            encoder.str(key);
-            encoder.value(value);
-            encoder.buf
-        };
+        let mut encoded_key = Encoder::default();
+        encoded_key.str(key);
         // Every typed value `AttrValue::matches_text` can accept.
         let mut candidates = vec![AttrValue::Str(value.to_owned())];
         if let Ok(number) = value.parse::<i64>() {
@@ -65,26 +63,28 @@ impl AttrNeedles {
         if let Ok(flag) = value.parse::<bool>() {
             candidates.push(AttrValue::Bool(flag));
         }
-        let opaque = OPAQUE_TAGS
+        let values = candidates
             .iter()
-            .map(|tag| {
+            .map(|value| {
                 let mut encoder = Encoder::default();
-                encoder.str(key);
-                encoder.u8(*tag);
+                encoder.value(value);
                 encoder.buf
             })
             .collect();
         AttrNeedles {
-            exact: candidates.iter().map(with_value).collect(),
-            opaque,
+            key: memmem::Finder::new(&encoded_key.buf).into_owned(),
+            values,
         }
     }
 
+    /// One pass over the blob for the key; only its occurrences are looked at.
     fn may_match(&self, blob: &[u8]) -> bool {
-        self.exact
-            .iter()
-            .chain(&self.opaque)
-            .any(|needle| memmem::find(blob, needle).is_some())
+        let key_len = self.key.needle().len();
+        self.key.find_iter(blob).any(|at| {
+            let rest = blob.get(at + key_len..).unwrap_or_default();
+            rest.first().is_some_and(|tag| OPAQUE_TAGS.contains(tag))
+                || self.values.iter().any(|value| rest.starts_with(value))
+        })
     }
 }
 
