@@ -72,7 +72,10 @@ impl TestServer {
 
     /// `DD_TRACE_AGENT_URL` for ddtrace peers.
     pub fn datadog_base(&self) -> String {
-        format!("http://{}", self.addrs.datadog.expect("datadog listener is on"))
+        format!(
+            "http://{}",
+            self.addrs.datadog.expect("datadog listener is on")
+        )
     }
 
     pub fn otlp_grpc_base(&self) -> String {
