@@ -116,7 +116,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(ashiato_server::run(config, shutdown_signal()))
+    runtime.block_on(async {
+        // listeners are registered before the server starts: a SIGTERM sent
+        // right after `ready` must stop it gracefully, not kill it
+        let shutdown = shutdown_signal()?;
+        ashiato_server::run(config, shutdown).await
+    })
 }
 
 /// Logs go to stderr (stdout carries the startup lines), filtered by
@@ -134,32 +139,29 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
+/// A future resolving on SIGINT (Ctrl-C) or SIGTERM. The signal handlers
+/// are installed when this is called, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for sigint")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for sigterm")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received sigint"),
+            _ = terminate.recv() => tracing::info!("received sigterm"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for sigterm");
-                std::future::pending::<()>().await;
-            }
+    })
+}
+
+/// A future resolving on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("received ctrl-c");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("received sigint"),
-        () = terminate => tracing::info!("received sigterm"),
-    }
+    })
 }
 
 fn read_config_file(path: &Path) -> anyhow::Result<FileConfig> {

@@ -32,7 +32,6 @@ use ashiato_datadog::{
     TracerInfo, V03_REPLY, decode_logs, decode_traces, info_document,
 };
 use ashiato_otlp::{Compression, DecompressError, decompress};
-use ashiato_store::Store;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -43,7 +42,7 @@ use axum::routing::{any, get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::ingest::{self, AppendFailure, retry_after_seconds};
+use crate::ingest::{AppendFailure, Ingest, retry_after_seconds};
 
 /// Bodies larger than this are decoded on the blocking pool.
 const INLINE_DECODE_LIMIT: usize = 64 * 1024;
@@ -53,7 +52,7 @@ const SEND_REAL_HTTP_STATUS: &str = "datadog-send-real-http-status";
 
 #[derive(Clone)]
 struct DatadogState {
-    store: Store,
+    ingest: Ingest,
     max_message_bytes: usize,
     /// Trace-id high halves across payloads (partial flushes), see
     /// `ashiato_datadog::TraceIdHighCache`.
@@ -61,9 +60,9 @@ struct DatadogState {
 }
 
 impl DatadogState {
-    fn new(store: Store, max_message_bytes: usize) -> DatadogState {
+    fn new(ingest: Ingest, max_message_bytes: usize) -> DatadogState {
         DatadogState {
-            store,
+            ingest,
             max_message_bytes,
             trace_ids: Arc::new(Mutex::new(TraceIdHighCache::default())),
         }
@@ -73,14 +72,14 @@ impl DatadogState {
 /// The agent listener's router and the logs intake routes for the HTTP
 /// listener, sharing one trace-id cache so decimal `dd.trace_id`s in logs
 /// widen to the 128-bit ids of traces seen on the agent listener.
-pub fn routers(store: Store, max_message_bytes: usize) -> (Router, Router) {
-    let state = DatadogState::new(store, max_message_bytes);
+pub fn routers(ingest: impl Into<Ingest>, max_message_bytes: usize) -> (Router, Router) {
+    let state = DatadogState::new(ingest.into(), max_message_bytes);
     (agent_router(state.clone()), logs_routes(state))
 }
 
 /// Everything served on the Datadog agent listener.
-pub fn router(store: Store, max_message_bytes: usize) -> Router {
-    agent_router(DatadogState::new(store, max_message_bytes))
+pub fn router(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Router {
+    agent_router(DatadogState::new(ingest.into(), max_message_bytes))
 }
 
 fn agent_router(state: DatadogState) -> Router {
@@ -99,8 +98,8 @@ fn agent_router(state: DatadogState) -> Router {
 }
 
 /// Only the logs intake routes, for the HTTP (API) listener.
-pub fn logs_router(store: Store, max_message_bytes: usize) -> Router {
-    logs_routes(DatadogState::new(store, max_message_bytes))
+pub fn logs_router(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Router {
+    logs_routes(DatadogState::new(ingest.into(), max_message_bytes))
 }
 
 fn logs_routes(state: DatadogState) -> Router {
@@ -272,7 +271,7 @@ async fn receive_traces(
         chunks = batch.chunks,
         "datadog traces decoded"
     );
-    ingest::append_spans(&state.store, batch.spans).await?;
+    state.ingest.append_spans(batch.spans).await?;
     Ok(())
 }
 
@@ -345,7 +344,7 @@ async fn receive_logs(
     } else {
         decode()?
     };
-    ingest::append_logs(&state.store, records).await?;
+    state.ingest.append_logs(records).await?;
     Ok(())
 }
 

@@ -8,10 +8,9 @@
 //! tracker thread; when the channel is full the ingest request waits
 //! (back-pressure) instead of dropping an error.
 //!
-//! The hook finds the tracker through a process-wide slot, set when a
-//! server starts and cleared when it shuts down; this keeps
-//! `ingest::append_spans(store, spans)` unchanged for every caller. One
-//! process runs one server (tests start one per process under nextest).
+//! The hook reaches the tracker through an [`ErrorSink`] that the server
+//! puts into its [`crate::ingest::Ingest`] handle, so several servers can
+//! run in one process (tests) without sharing a tracker.
 //!
 //! The thread owns [`Tracker`]: a loop that takes candidates, settles
 //! traces whose window passed (in 100 ms ticks), checkpoints the watermark
@@ -21,8 +20,8 @@
 //! the notifier ([`crate::notify`]), which never blocks this thread.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -70,20 +69,10 @@ enum Message {
 /// Candidates per message from the recovery scan.
 const RECOVERY_CHUNK: usize = 1_000;
 
-/// The slot the ingest hook reads.
-static SINK: RwLock<Option<SyncSender<Message>>> = RwLock::new(None);
-
-fn sink() -> Option<SyncSender<Message>> {
-    SINK.read()
-        .map(|slot| slot.clone())
-        .unwrap_or_else(|poison| poison.into_inner().clone())
-}
-
-fn set_sink(sender: Option<SyncSender<Message>>) {
-    match SINK.write() {
-        Ok(mut slot) => *slot = sender,
-        Err(poison) => *poison.into_inner() = sender,
-    }
+/// The ingest side of the tracker's channel.
+#[derive(Clone)]
+pub struct ErrorSink {
+    sender: SyncSender<Message>,
 }
 
 /// Candidates of a span batch (before it is appended).
@@ -100,26 +89,26 @@ pub fn logs_candidates(logs: &[LogRecord]) -> Vec<Candidate> {
     out
 }
 
-/// Hands candidates of an acknowledged batch to the tracker; waits (off the
-/// async workers) when the tracker is behind.
-pub async fn hand_over(candidates: Vec<Candidate>) {
-    if candidates.is_empty() {
-        return;
-    }
-    let Some(sender) = sink() else {
-        return;
-    };
-    match sender.try_send(Message::Candidates(candidates)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(message)) => {
-            tracing::debug!("error tracker is behind, ingest waits");
-            let sent = tokio::task::spawn_blocking(move || sender.send(message)).await;
-            if !matches!(sent, Ok(Ok(()))) {
+impl ErrorSink {
+    /// Hands candidates of an acknowledged batch to the tracker; waits (off the
+    /// async workers) when the tracker is behind.
+    pub async fn hand_over(&self, candidates: Vec<Candidate>) {
+        if candidates.is_empty() {
+            return;
+        }
+        let sender = self.sender.clone();
+        match sender.try_send(Message::Candidates(candidates)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(message)) => {
+                tracing::debug!("error tracker is behind, ingest waits");
+                let sent = tokio::task::spawn_blocking(move || sender.send(message)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    tracing::error!("error tracker stopped, candidates left for the recovery scan");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
                 tracing::error!("error tracker stopped, candidates left for the recovery scan");
             }
-        }
-        Err(TrySendError::Disconnected(_)) => {
-            tracing::error!("error tracker stopped, candidates left for the recovery scan");
         }
     }
 }
@@ -134,7 +123,7 @@ pub struct ErrorTracking {
 
 impl ErrorTracking {
     /// Opens `<data_dir>/errors.sqlite`, starts the tracker thread and the
-    /// notifier, and plugs the ingest hook in. Notification links use
+    /// notifier; [`ErrorTracking::sink`] is what ingest hands candidates to. Notification links use
     /// `--public-url`, else the UI listener's bound address.
     pub fn start(
         data_dir: PathBuf,
@@ -171,13 +160,19 @@ impl ErrorTracking {
             .name("ashiato-errors-recovery".to_owned())
             .spawn(move || recover(&source, since, &recovery_sender))
             .context("starting the error recovery thread")?;
-        set_sink(Some(sender.clone()));
         Ok(ErrorTracking {
             sender,
             thread: Some(thread),
             issues,
             notifier,
         })
+    }
+
+    /// The handle ingest uses to hand candidates over.
+    pub fn sink(&self) -> ErrorSink {
+        ErrorSink {
+            sender: self.sender.clone(),
+        }
     }
 
     /// The issue and notification routes for the API listener.
@@ -189,10 +184,10 @@ impl ErrorTracking {
         })
     }
 
-    /// Unplugs the hook and lets the thread decide everything still
-    /// pending (the store must still be open).
+    /// Lets the thread decide everything still pending (listeners are
+    /// stopped by then, so no more candidates arrive; the store must still
+    /// be open).
     pub async fn shutdown(mut self) {
-        set_sink(None);
         let sender = self.sender.clone();
         let thread = self.thread.take();
         // the send may wait for a full channel: off the async workers

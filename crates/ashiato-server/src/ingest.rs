@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use ashiato_errors::Candidate;
 use ashiato_model::{LogRecord, Span};
 use ashiato_store::{AppendError, Store, StoreError};
+
+use crate::errors::ErrorSink;
 
 /// Why decoded items were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -50,31 +53,79 @@ impl From<AppendError> for AppendFailure {
     }
 }
 
-/// Appends spans; an empty batch is acknowledged without touching the store.
-pub async fn append_spans(store: &Store, spans: Vec<Span>) -> Result<(), AppendFailure> {
-    if spans.is_empty() {
-        return Ok(());
-    }
-    // error tracking sees every acknowledged span: candidates are taken
-    // before the batch moves into the store, handed over once it is durable
-    let candidates = crate::errors::spans_candidates(&spans);
-    store
-        .append_spans(spans)
-        .await
-        .map_err(AppendFailure::from)?;
-    crate::errors::hand_over(candidates).await;
-    Ok(())
+/// Where decoded telemetry goes, shared by every protocol: the store, then
+/// error tracking. Cheap to clone; every listener's state holds one.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Store,
+    errors: Option<ErrorSink>,
 }
 
-/// Appends log records; an empty batch is acknowledged without touching the store.
-pub async fn append_logs(store: &Store, logs: Vec<LogRecord>) -> Result<(), AppendFailure> {
-    if logs.is_empty() {
-        return Ok(());
+impl Ingest {
+    /// Ingest into `store` without error tracking (handler tests).
+    pub fn new(store: Store) -> Ingest {
+        Ingest {
+            store,
+            errors: None,
+        }
     }
-    let candidates = crate::errors::logs_candidates(&logs);
-    store.append_logs(logs).await.map_err(AppendFailure::from)?;
-    crate::errors::hand_over(candidates).await;
-    Ok(())
+
+    /// Ingest into `store`, handing every acknowledged error candidate to
+    /// the tracker behind `errors`.
+    pub(crate) fn with_error_tracking(store: Store, errors: ErrorSink) -> Ingest {
+        Ingest {
+            store,
+            errors: Some(errors),
+        }
+    }
+
+    /// Appends spans; an empty batch is acknowledged without touching the store.
+    pub async fn append_spans(&self, spans: Vec<Span>) -> Result<(), AppendFailure> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        // error tracking sees every acknowledged span: candidates are taken
+        // before the batch moves into the store, handed over once it is durable
+        let candidates = self
+            .errors
+            .as_ref()
+            .map(|_| crate::errors::spans_candidates(&spans));
+        self.store
+            .append_spans(spans)
+            .await
+            .map_err(AppendFailure::from)?;
+        self.hand_over(candidates).await;
+        Ok(())
+    }
+
+    /// Appends log records; an empty batch is acknowledged without touching the store.
+    pub async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), AppendFailure> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let candidates = self
+            .errors
+            .as_ref()
+            .map(|_| crate::errors::logs_candidates(&logs));
+        self.store
+            .append_logs(logs)
+            .await
+            .map_err(AppendFailure::from)?;
+        self.hand_over(candidates).await;
+        Ok(())
+    }
+
+    async fn hand_over(&self, candidates: Option<Vec<Candidate>>) {
+        if let (Some(errors), Some(candidates)) = (&self.errors, candidates) {
+            errors.hand_over(candidates).await;
+        }
+    }
+}
+
+impl From<Store> for Ingest {
+    fn from(store: Store) -> Ingest {
+        Ingest::new(store)
+    }
 }
 
 /// The partial-success message for metrics, which ashiato does not store.

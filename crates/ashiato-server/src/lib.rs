@@ -39,6 +39,7 @@ pub use config::{
 };
 pub use errors::ErrorsConfig;
 pub use http_app::Readiness;
+pub use ingest::Ingest;
 pub use notify::{NotifyConfig, WebhookFormat};
 
 /// Where the listeners actually bound (port 0 resolved).
@@ -104,6 +105,7 @@ impl Server {
             store.clone(),
             addrs.http,
         )?;
+        let ingest = Ingest::with_error_tracking(store.clone(), error_tracking.sink());
         let readiness = Readiness::default();
         let (stop, stopped) = watch::channel(false);
         let (failure_sender, failures) = mpsc::unbounded_channel();
@@ -113,7 +115,7 @@ impl Server {
             failure_sender,
         };
         if let Some(listener) = grpc_listener {
-            let routes = otlp_grpc::routes(store.clone(), config.max_message_bytes);
+            let routes = otlp_grpc::routes(ingest.clone(), config.max_message_bytes);
             let stop_signal = spawner.stop_signal();
             tasks.push(spawner.spawn("otlp-grpc", async move {
                 tonic::transport::Server::builder()
@@ -130,11 +132,12 @@ impl Server {
             }));
         }
         if let Some(listener) = otlp_http_listener {
-            let app = otlp_http::router(store.clone(), config.max_message_bytes);
+            let app = otlp_http::router(ingest.clone(), config.max_message_bytes);
             tasks.push(spawner.spawn_axum("otlp-http", listener, app));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
-        let (datadog_app, datadog_logs) = datadog::routers(store.clone(), config.max_message_bytes);
+        let (datadog_app, datadog_logs) =
+            datadog::routers(ingest.clone(), config.max_message_bytes);
         let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
         tasks.push(spawner.spawn_axum("http", http_listener, app));

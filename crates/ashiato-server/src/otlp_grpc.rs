@@ -23,7 +23,6 @@ use ashiato_otlp::trace_service::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use ashiato_otlp::{Decoded, logs_from_proto, metric_points_in, traces_from_proto};
-use ashiato_store::Store;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -31,7 +30,7 @@ use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::ingest::{self, AppendFailure, METRICS_NOT_STORED};
+use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED};
 
 /// Requests with more items than this are converted on the blocking pool.
 const INLINE_CONVERT_ITEMS: usize = 2_000;
@@ -39,7 +38,7 @@ const INLINE_CONVERT_ITEMS: usize = 2_000;
 /// The three OTLP collector services, sharing one store handle.
 #[derive(Clone)]
 pub struct OtlpGrpc {
-    store: Store,
+    ingest: Ingest,
 }
 
 /// Every tonic server type has its own `accept_compressed`, so a macro
@@ -55,8 +54,10 @@ macro_rules! accept_all_compressions {
 
 /// The tonic routes for every OTLP service, with compression and the
 /// message size limit configured.
-pub fn routes(store: Store, max_message_bytes: usize) -> Routes {
-    let service = OtlpGrpc { store };
+pub fn routes(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Routes {
+    let service = OtlpGrpc {
+        ingest: ingest.into(),
+    };
     let traces =
         TraceServiceServer::new(service.clone()).max_decoding_message_size(max_message_bytes);
     let logs = LogsServiceServer::new(service.clone()).max_decoding_message_size(max_message_bytes);
@@ -76,7 +77,8 @@ impl TraceService for OtlpGrpc {
         let request = request.into_inner();
         let decoded: Decoded<Span> =
             convert(span_count(&request), request, traces_from_proto).await?;
-        ingest::append_spans(&self.store, decoded.items)
+        self.ingest
+            .append_spans(decoded.items)
             .await
             .map_err(append_status)?;
         let partial_success = partial(decoded.rejected, decoded.error_message).map(
@@ -100,7 +102,8 @@ impl LogsService for OtlpGrpc {
         let request = request.into_inner();
         let decoded: Decoded<LogRecord> =
             convert(log_count(&request), request, logs_from_proto).await?;
-        ingest::append_logs(&self.store, decoded.items)
+        self.ingest
+            .append_logs(decoded.items)
             .await
             .map_err(append_status)?;
         let partial_success = partial(decoded.rejected, decoded.error_message).map(

@@ -16,7 +16,6 @@ use ashiato_otlp::{
     Compression, DecodeError, Decoded, DecompressError, Format, Signal, count_metric_points,
     decode_logs, decode_traces, decompress, encode_export_response, encode_status,
 };
-use ashiato_store::Store;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -27,7 +26,7 @@ use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::ingest::{self, AppendFailure, METRICS_NOT_STORED, retry_after_seconds};
+use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED, retry_after_seconds};
 
 /// Bodies larger than this are decompressed and decoded on the blocking
 /// pool, so one big batch cannot stall the async workers.
@@ -41,19 +40,19 @@ const CODE_INTERNAL: i32 = 13;
 
 #[derive(Clone)]
 struct IngestState {
-    store: Store,
+    ingest: Ingest,
     max_message_bytes: usize,
 }
 
 /// The OTLP/HTTP router. `max_message_bytes` caps the body both as sent
 /// and after decompression.
-pub fn router(store: Store, max_message_bytes: usize) -> Router {
+pub fn router(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Router {
     Router::new()
         .route("/v1/traces", post(export_traces))
         .route("/v1/logs", post(export_logs))
         .route("/v1/metrics", post(export_metrics))
         .with_state(IngestState {
-            store,
+            ingest: ingest.into(),
             max_message_bytes,
         })
         .layer(CatchPanicLayer::new())
@@ -206,11 +205,11 @@ async fn receive(
     };
     match batch {
         Batch::Spans(decoded) => {
-            ingest::append_spans(&state.store, decoded.items).await?;
+            state.ingest.append_spans(decoded.items).await?;
             Ok((decoded.rejected, decoded.error_message))
         }
         Batch::Logs(decoded) => {
-            ingest::append_logs(&state.store, decoded.items).await?;
+            state.ingest.append_logs(decoded.items).await?;
             Ok((decoded.rejected, decoded.error_message))
         }
         Batch::MetricPoints(points) => Ok((points, Some(METRICS_NOT_STORED.to_owned()))),
