@@ -7,17 +7,18 @@
 //!    first, at most 30) — line numbers and addresses never take part, so
 //!    a deploy that moves code keeps the issue;
 //! 3. `type` + `message` (normalized) when there is no in-app frame;
-//! 4. `type` + `operation` when there is no message either.
+//! 4. `type` + `operation` (id-like path segments masked) when there is
+//!    no message either.
 //!
 //! The hash is two FNV-1a 64 passes with different offsets over the
 //! components (128 bits, hex); the issue id is its first 12 hex digits.
 //! Changing any rule must bump [`ALGORITHM_VERSION`].
 
-use crate::normalize::normalize_message;
+use crate::normalize::{normalize_message, normalize_operation};
 use crate::stack::Frame;
 
 /// The grouping rules' version, recorded with every issue.
-pub const ALGORITHM_VERSION: u32 = 1;
+pub const ALGORITHM_VERSION: u32 = 2;
 
 /// Most in-app frames that take part (deep recursion must not make every
 /// occurrence unique).
@@ -68,7 +69,10 @@ impl Fingerprint {
         } else if !input.message.trim().is_empty() {
             components.push(format!("message={}", normalize_message(input.message)));
         } else {
-            components.push(format!("operation={}", input.operation));
+            components.push(format!(
+                "operation={}",
+                normalize_operation(input.operation)
+            ));
         }
         Fingerprint::from_components(components)
     }

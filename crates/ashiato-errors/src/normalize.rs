@@ -27,6 +27,41 @@ pub fn normalize_message(message: &str) -> String {
     out
 }
 
+/// An operation name with its id-like parts masked, for grouping: when a
+/// span has no `http.route`, its name may carry the concrete path
+/// (`GET /items/8812`), and every item would otherwise be its own issue.
+/// Only path segments and words that are numbers, hex ids or UUIDs are
+/// masked (`GET /items/<id>`); route words stay, so `GET /users/<id>` and
+/// `GET /items/<id>` remain different operations.
+pub fn normalize_operation(operation: &str) -> String {
+    let operation: String = operation.chars().take(MAX_CHARS).collect();
+    let mut out = String::with_capacity(operation.len());
+    let mut segment = String::new();
+    for c in operation.chars() {
+        if c == '/' || c == ' ' || c == '?' || c == '=' || c == '&' || c == '.' || c == ':' {
+            push_operation_segment(&segment, &mut out);
+            segment.clear();
+            out.push(c);
+        } else {
+            segment.push(c);
+        }
+    }
+    push_operation_segment(&segment, &mut out);
+    out
+}
+
+fn push_operation_segment(segment: &str, out: &mut String) {
+    let is_number = !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit());
+    let is_hex_id = segment.len() >= 8
+        && segment.chars().all(|c| c.is_ascii_hexdigit())
+        && segment.chars().any(|c| c.is_ascii_digit());
+    if is_number || is_hex_id || is_uuid(segment) {
+        out.push_str("<id>");
+    } else {
+        out.push_str(segment);
+    }
+}
+
 /// `'abc'`, `"abc"` and `` `abc` `` become `<str>`; apostrophes inside words
 /// (`can't`) are left alone.
 fn mask_quoted(text: &str) -> String {
@@ -309,5 +344,18 @@ mod tests {
         let long = "é'\"`x".repeat(5_000);
         let _ = normalize_message(&long);
         let _ = normalize_message("'''\"\"```::==@@//");
+    }
+
+    #[test]
+    fn test_operation_names_mask_ids_but_keep_routes() {
+        assert_eq!(normalize_operation("GET /items/8812"), "GET /items/<id>");
+        assert_eq!(
+            normalize_operation("GET /orders/3fa85f64-5717-4562-b3fc-2c963f66afa6/lines"),
+            "GET /orders/<id>/lines"
+        );
+        assert_eq!(normalize_operation("GET /users/me"), "GET /users/me");
+        assert_eq!(normalize_operation("/objects/deadbeef01"), "/objects/<id>");
+        assert_eq!(normalize_operation("支払い処理"), "支払い処理");
+        assert_eq!(normalize_operation("Checkout.Pay"), "Checkout.Pay");
     }
 }
