@@ -259,10 +259,17 @@ impl Tracker {
         trace: TraceId,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Decided>, ErrorsDbError> {
-        let nodes = self.source.trace_tree(trace);
+        let counted = db::trace_members(&self.connection, trace)?;
+        // the trace's spans are read only when the decision depends on spans
+        // that are not candidates: reading a sealed trace costs Parquet IO,
+        // and most failing traces hold one candidate that decides alone
+        let nodes = if counted.is_empty() && decides_alone(&candidates) {
+            Vec::new()
+        } else {
+            self.source.trace_tree(trace)
+        };
         let tree = Tree::new(&nodes, &candidates);
         let decided = decide_trace(candidates, &tree);
-        let counted = db::trace_members(&self.connection, trace)?;
         if counted.is_empty() {
             return Ok(decided);
         }
@@ -492,6 +499,17 @@ impl IssueStore {
         self.with(|connection| {
             db::set_status(connection, id, status, resolved_in_version, now_unix_nano())
         })
+    }
+}
+
+/// Whether a trace's candidates decide without the rest of the trace: one
+/// candidate with nothing to nest, fold or cluster with, unless it is a
+/// status-only error that is not visibly an entry span (whether its parent
+/// is in another service needs the parent).
+fn decides_alone(candidates: &[Candidate]) -> bool {
+    match candidates {
+        [only] => only.kind != CandidateKind::StatusOnly || only.entry,
+        _ => false,
     }
 }
 

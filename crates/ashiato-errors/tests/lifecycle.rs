@@ -110,3 +110,57 @@ fn test_lifecycle_and_exact_counts() {
     assert!(run(&mut tracker, vec![exception(5, 1, "order 5 failed", "2.0")]).is_empty());
     assert_eq!(store.get(&id).unwrap().summary.count, 5);
 }
+
+/// Counts trace reads, to check which decisions need the rest of a trace.
+struct CountingStore(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl TraceSource for CountingStore {
+    fn trace_tree(&self, _trace_id: TraceId) -> Vec<TreeNode> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+}
+
+#[test]
+fn test_a_lone_candidate_is_decided_without_reading_its_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = Box::new(CountingStore(reads.clone()));
+    let mut tracker = Tracker::open(
+        &dir.path().join("errors.sqlite"),
+        Duration::from_secs(1),
+        source,
+    )
+    .unwrap();
+    let read_count = || reads.load(std::sync::atomic::Ordering::SeqCst);
+
+    run(&mut tracker, vec![exception(1, 1, "order 1 failed", "1.0")]);
+    assert_eq!(read_count(), 0, "one exception decides alone");
+
+    let mut nested = exception(2, 2, "order 2 failed", "1.0");
+    nested.parent_span_id = SpanId::from_u64(1);
+    run(
+        &mut tracker,
+        vec![exception(2, 1, "order 2 failed", "1.0"), nested],
+    );
+    assert_eq!(
+        read_count(),
+        1,
+        "two candidates may nest through other spans"
+    );
+
+    let mut status = exception(3, 5, "", "1.0");
+    status.kind = CandidateKind::StatusOnly;
+    status.entry = false;
+    status.parent_span_id = SpanId::from_u64(4);
+    run(&mut tracker, vec![status]);
+    assert_eq!(
+        read_count(),
+        2,
+        "whether a status-only span is an entry needs its parent"
+    );
+
+    // a late candidate of a trace already counted is checked against it
+    run(&mut tracker, vec![exception(1, 9, "order 1 failed", "1.0")]);
+    assert_eq!(read_count(), 3);
+}
