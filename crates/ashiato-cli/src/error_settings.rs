@@ -1,5 +1,6 @@
-//! The error tracking options of `ashiato serve`: `--webhook` (repeatable),
-//! `--webhook-format`, `--public-url`, `--error-settle`, their environment
+//! The error tracking options of `ashiato serve`: `--error-tracking on|off`,
+//! `--webhook` (repeatable), `--webhook-format`, `--public-url`,
+//! `--error-settle`, their environment
 //! variables and TOML keys, resolved like every other option (flag >
 //! environment > file > default).
 
@@ -13,6 +14,12 @@ const MAX_SETTLE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default, clap::Args)]
 pub struct ErrorArgs {
+    /// Track errors (issues, webhooks): on or off; off is for measuring
+    /// what tracking costs, the issue API still shows what was counted
+    /// [default: on]
+    #[arg(long, env = "ASHIATO_ERROR_TRACKING", value_name = "ON|OFF", value_parser = parse_switch)]
+    error_tracking: Option<bool>,
+
     /// Webhook notified once per new and once per regressed issue
     /// (repeatable; the environment variable takes a comma-separated list)
     #[arg(
@@ -40,6 +47,7 @@ pub struct ErrorArgs {
 /// The same settings from the TOML file.
 #[derive(Clone, Copy)]
 pub struct FileErrors<'a> {
+    pub error_tracking: &'a Option<bool>,
     pub webhook: &'a Option<Vec<String>>,
     pub webhook_format: &'a Option<String>,
     pub public_url: &'a Option<String>,
@@ -71,6 +79,10 @@ pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsC
         (None, None) => defaults.settle,
     };
     Ok(ErrorsConfig {
+        enabled: args
+            .error_tracking
+            .or(*file.error_tracking)
+            .unwrap_or(defaults.enabled),
         settle,
         notify: NotifyConfig {
             webhooks,
@@ -78,6 +90,14 @@ pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsC
             public_url: args.public_url.clone().or_else(|| file.public_url.clone()),
         },
     })
+}
+
+fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("{text:?} is not on or off")),
+    }
 }
 
 fn parse_format(text: &str) -> Result<WebhookFormat, String> {
@@ -112,6 +132,7 @@ mod tests {
     }
 
     const NONE: FileErrors<'static> = FileErrors {
+        error_tracking: &None,
         webhook: &None,
         webhook_format: &None,
         public_url: &None,
@@ -131,6 +152,7 @@ mod tests {
         let format = Some("json".to_owned());
         let settle = Some("5s".to_owned());
         let file = FileErrors {
+            error_tracking: &Some(false),
             webhook: &webhook,
             webhook_format: &format,
             public_url: &None,
@@ -149,6 +171,7 @@ mod tests {
             "https://ashiato.example.com",
         ]);
         let config = resolve(&flags, file).unwrap();
+        assert!(!config.enabled, "the file turns tracking off");
         assert_eq!(config.notify.webhooks, ["http://a/1", "https://b/2"]);
         assert_eq!(config.notify.format, WebhookFormat::Slack);
         assert_eq!(config.settle, Duration::from_secs(1));
@@ -162,9 +185,34 @@ mod tests {
     }
 
     #[test]
+    fn test_error_tracking_switch() {
+        assert!(
+            resolve(&args(&["--error-tracking", "on"]), NONE)
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !resolve(&args(&["--error-tracking", "off"]), NONE)
+                .unwrap()
+                .enabled
+        );
+        let off = FileErrors {
+            error_tracking: &Some(false),
+            ..NONE
+        };
+        assert!(!resolve(&ErrorArgs::default(), off).unwrap().enabled);
+        assert!(
+            resolve(&args(&["--error-tracking", "on"]), off)
+                .unwrap()
+                .enabled
+        );
+    }
+
+    #[test]
     fn test_bad_values() {
         assert!(TestCli::try_parse_from(["ashiato", "--webhook-format", "xml"]).is_err());
         assert!(TestCli::try_parse_from(["ashiato", "--error-settle", "2h"]).is_err());
+        assert!(TestCli::try_parse_from(["ashiato", "--error-tracking", "maybe"]).is_err());
         assert!(resolve(&args(&["--webhook", "ftp://x"]), NONE).is_err());
     }
 }

@@ -19,14 +19,14 @@ use serde::Deserialize;
 ///
 /// Every option can also come from an environment variable or from the
 /// TOML file given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir,
-/// retention, max_message_size, error_settle, webhook, webhook_format,
-/// public_url). A flag beats the environment, which beats
+/// retention, max_message_size, error_settle, error_tracking, webhook,
+/// webhook_format, public_url). A flag beats the environment, which beats
 /// the file, which beats the default.
 #[derive(Debug, Default, clap::Args)]
 #[command(
     after_help = "Every option can also be set by its environment variable or in the TOML file \
 given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
-error_settle, webhook, webhook_format, public_url). \
+error_settle, error_tracking, webhook, webhook_format, public_url). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
 by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
@@ -92,6 +92,7 @@ struct FileConfig {
     webhook_format: Option<String>,
     public_url: Option<String>,
     error_settle: Option<String>,
+    error_tracking: Option<bool>,
 }
 
 /// A size in a config file may be a plain integer or a string with a unit.
@@ -176,6 +177,7 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
     let errors = crate::error_settings::resolve(
         &args.errors,
         crate::error_settings::FileErrors {
+            error_tracking: &file.error_tracking,
             webhook: &file.webhook,
             webhook_format: &file.webhook_format,
             public_url: &file.public_url,
@@ -472,9 +474,11 @@ mod tests {
             webhook = ["http://hooks.example.com/a", "https://hooks.example.com/b"]
             webhook_format = "slack"
             public_url = "https://ashiato.example.com"
+            error_tracking = false
             "#,
         );
         let config = resolve(&ServeArgs::default(), Some(file)).unwrap();
+        assert!(!config.errors.enabled);
         assert_eq!(config.errors.settle, Duration::from_secs(2));
         assert_eq!(config.errors.notify.webhooks.len(), 2);
         assert_eq!(

@@ -36,6 +36,9 @@ use crate::notify::{Notifier, NotifyConfig};
 /// Error tracking settings of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorsConfig {
+    /// Whether errors are tracked at all (`--error-tracking off` measures
+    /// what tracking costs; the issue API still answers from the database).
+    pub enabled: bool,
     /// How long after a trace's last error candidate it is decided.
     pub settle: Duration,
     pub notify: NotifyConfig,
@@ -44,6 +47,7 @@ pub struct ErrorsConfig {
 impl Default for ErrorsConfig {
     fn default() -> ErrorsConfig {
         ErrorsConfig {
+            enabled: true,
             settle: ashiato_errors::DEFAULT_SETTLE,
             notify: NotifyConfig::default(),
         }
@@ -115,7 +119,8 @@ impl ErrorSink {
 
 /// The running error tracking: tracker thread, notifier, API handle.
 pub struct ErrorTracking {
-    sender: SyncSender<Message>,
+    /// `None` when tracking is off.
+    sender: Option<SyncSender<Message>>,
     thread: Option<JoinHandle<()>>,
     issues: Arc<IssueStore>,
     notifier: Notifier,
@@ -132,6 +137,26 @@ impl ErrorTracking {
         http: std::net::SocketAddr,
     ) -> anyhow::Result<ErrorTracking> {
         let path = data_dir.join(ashiato_errors::DB_FILE);
+        let mut notify = config.notify.clone();
+        notify
+            .public_url
+            .get_or_insert_with(|| format!("http://{http}"));
+        let notifier = Notifier::start(notify);
+        if !config.enabled {
+            // the watermark stays where it is, so turning tracking on again
+            // scans (and counts) what arrived while it was off
+            tracing::info!("error tracking is off");
+            let issues = Arc::new(
+                IssueStore::open(&path)
+                    .with_context(|| format!("opening the errors database {}", path.display()))?,
+            );
+            return Ok(ErrorTracking {
+                sender: None,
+                thread: None,
+                issues,
+                notifier,
+            });
+        }
         let source = Box::new(StoreSource { store });
         let mut tracker = Tracker::open(&path, config.settle, source.clone_source())
             .with_context(|| format!("opening the errors database {}", path.display()))?;
@@ -142,11 +167,6 @@ impl ErrorTracking {
             IssueStore::open(&path)
                 .with_context(|| format!("opening the errors database {}", path.display()))?,
         );
-        let mut notify = config.notify.clone();
-        notify
-            .public_url
-            .get_or_insert_with(|| format!("http://{http}"));
-        let notifier = Notifier::start(notify);
         let (sender, receiver) = sync_channel(CHANNEL_BATCHES);
         let events = notifier.clone();
         let thread = std::thread::Builder::new()
@@ -161,18 +181,17 @@ impl ErrorTracking {
             .spawn(move || recover(&source, since, &recovery_sender))
             .context("starting the error recovery thread")?;
         Ok(ErrorTracking {
-            sender,
+            sender: Some(sender),
             thread: Some(thread),
             issues,
             notifier,
         })
     }
 
-    /// The handle ingest uses to hand candidates over.
-    pub fn sink(&self) -> ErrorSink {
-        ErrorSink {
-            sender: self.sender.clone(),
-        }
+    /// The handle ingest uses to hand candidates over (`None` when
+    /// tracking is off).
+    pub fn sink(&self) -> Option<ErrorSink> {
+        self.sender.clone().map(|sender| ErrorSink { sender })
     }
 
     /// The issue and notification routes for the API listener.
@@ -188,7 +207,9 @@ impl ErrorTracking {
     /// stopped by then, so no more candidates arrive; the store must still
     /// be open).
     pub async fn shutdown(mut self) {
-        let sender = self.sender.clone();
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
         let thread = self.thread.take();
         // the send may wait for a full channel: off the async workers
         let joined = tokio::task::spawn_blocking(move || {

@@ -105,7 +105,10 @@ impl Server {
             store.clone(),
             addrs.http,
         )?;
-        let ingest = Ingest::with_error_tracking(store.clone(), error_tracking.sink());
+        let ingest = match error_tracking.sink() {
+            Some(sink) => Ingest::with_error_tracking(store.clone(), sink),
+            None => Ingest::new(store.clone()),
+        };
         let readiness = Readiness::default();
         let (stop, stopped) = watch::channel(false);
         let (failure_sender, failures) = mpsc::unbounded_channel();
