@@ -28,7 +28,7 @@ use crate::load::Protocols;
 use crate::queries::{QueryPlan, QueryTarget};
 use crate::report::{AshiatoFigures, ClickHouseFigures, Machine, Report, WorkloadInfo};
 use crate::server::ServerProcess;
-use crate::workload::{SPANS_PER_TRACE, Workload};
+use crate::workload::{DEFAULT_ERROR_RATE, SPANS_PER_TRACE, Workload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,6 +75,20 @@ struct Args {
     /// Directory for data (default: a temporary directory, removed at the end)
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Share of spans that are errors (status ERROR with an exception event)
+    #[arg(long, default_value_t = DEFAULT_ERROR_RATE, value_parser = parse_rate)]
+    error_rate: f64,
+    /// Extra argument for every `ashiato serve` start (repeatable), e.g.
+    /// `--server-arg=--error-tracking=off` to measure what error tracking costs
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{text:?} is not a share between 0 and 1")),
+    }
 }
 
 /// The generated spans cover the hour before the run started.
@@ -95,13 +109,16 @@ fn main() -> anyhow::Result<()> {
         traces: (args.spans / SPANS_PER_TRACE as u64).max(1),
         window_start_ns: now.as_nanos() as u64 - window_ns,
         window_ns,
+        error_rate: args.error_rate,
     };
     let plan = QueryPlan::new(&workload, args.lookups, args.searches);
     eprintln!(
-        "workload: {} spans ({} traces), seed {}",
+        "workload: {} spans ({} traces), seed {}, error rate {}, server args {:?}",
         workload.spans(),
         workload.traces,
-        workload.seed
+        workload.seed,
+        workload.error_rate,
+        args.server_args
     );
     let ashiato = bench_ashiato(&args, &binary, &work.join("ashiato"), workload, &plan)?;
     let clickhouse = if args.clickhouse {
@@ -145,7 +162,7 @@ fn bench_ashiato(
     workload: Workload,
     plan: &QueryPlan,
 ) -> anyhow::Result<AshiatoFigures> {
-    let server = ServerProcess::start(binary, data_dir)?;
+    let server = ServerProcess::start(binary, data_dir, &args.server_args)?;
     // Let start-up allocations settle before calling the process idle.
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss_empty = procfs::rss_bytes(server.pid())?;
@@ -170,7 +187,7 @@ fn bench_ashiato(
     let wal_bytes = dir_bytes(&data_dir.join("wal"));
 
     // Start-up replaying the whole WAL (nothing sealed yet at small sizes).
-    let replayed = ServerProcess::start(binary, data_dir)?;
+    let replayed = ServerProcess::start(binary, data_dir, &args.server_args)?;
     let startup_replay = replayed.startup;
     replayed.stop()?;
 
@@ -178,7 +195,7 @@ fn bench_ashiato(
     let segment_bytes = dir_bytes(&data_dir.join("segments"));
     let data_dir_bytes = dir_bytes(data_dir);
 
-    let server = ServerProcess::start(binary, data_dir)?;
+    let server = ServerProcess::start(binary, data_dir, &args.server_args)?;
     let startup_sealed = server.startup;
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss_full = procfs::rss_bytes(server.pid())?;
@@ -221,6 +238,7 @@ fn ack_to_queryable(server: &ServerProcess, seed: u64) -> anyhow::Result<(f64, f
         traces: 20,
         window_start_ns: now,
         window_ns: 1_000_000_000,
+        error_rate: DEFAULT_ERROR_RATE,
     };
     let mut sender = otlp::Sender::http(&server.otlp_http);
     let api = queries::Ashiato::new(&server.api);

@@ -24,7 +24,13 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn start(binary: &Path, data_dir: &Path) -> anyhow::Result<ServerProcess> {
+    /// Starts `ashiato serve` with `extra` appended to its arguments
+    /// (`--server-arg`).
+    pub fn start(
+        binary: &Path,
+        data_dir: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<ServerProcess> {
         let began = Instant::now();
         let mut child = Command::new(binary)
             .arg("serve")
@@ -33,6 +39,7 @@ impl ServerProcess {
             .args(["--http", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -8,8 +8,9 @@
 
 /// Spans per trace (Jaeger's benchmark: 1M traces × 10 spans).
 pub const SPANS_PER_TRACE: usize = 10;
-/// Probability that a span is an error span (with an exception event).
-const ERROR_RATE: f64 = 0.02;
+/// Default probability that a span is an error span (with an exception
+/// event); `--error-rate` changes it.
+pub const DEFAULT_ERROR_RATE: f64 = 0.02;
 /// Distinct user ids (uniform).
 const USERS: u64 = 100_000;
 /// Distinct session ids (uniform).
@@ -184,6 +185,8 @@ pub struct Workload {
     pub traces: u64,
     pub window_start_ns: u64,
     pub window_ns: u64,
+    /// Probability that a span is an error span.
+    pub error_rate: f64,
 }
 
 impl Workload {
@@ -268,7 +271,7 @@ impl Workload {
             } else {
                 rng.below(OPERATIONS.len() as u64) as usize
             };
-            let error = (rng.unit() < ERROR_RATE).then(|| {
+            let error = (rng.unit() < self.error_rate).then(|| {
                 let (kind, message, stacktrace) =
                     EXCEPTIONS[rng.below(EXCEPTIONS.len() as u64) as usize];
                 Exception {
@@ -403,6 +406,7 @@ mod tests {
             traces: 1000,
             window_start_ns: 1_700_000_000_000_000_000,
             window_ns: 3_600_000_000_000,
+            error_rate: DEFAULT_ERROR_RATE,
         }
     }
 
@@ -456,5 +460,28 @@ mod tests {
             (100..=300).contains(&errors),
             "{errors} errors in 10k spans"
         );
+    }
+
+    #[test]
+    fn error_rate_follows_the_setting_and_stays_deterministic() {
+        let five = Workload {
+            error_rate: 0.05,
+            ..workload()
+        };
+        let spans = five.batch(0, 1000);
+        let errors = spans.iter().filter(|span| span.error.is_some()).count();
+        assert!(
+            (400..=600).contains(&errors),
+            "{errors} errors in 10k spans"
+        );
+        assert_eq!(
+            format!("{:?}", five.trace(3)),
+            format!("{:?}", five.trace(3))
+        );
+        let none = Workload {
+            error_rate: 0.0,
+            ..workload()
+        };
+        assert!(none.batch(0, 100).iter().all(|span| span.error.is_none()));
     }
 }
