@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use ashiato_model::{LogRecord, Severity, TraceId};
 use ashiato_store::LogFilter;
 
-use crate::traces::{WIDENING_WINDOWS_NS, now_unix_nanos};
+use crate::traces::now_unix_nanos;
 use crate::{QueryError, ReadStore, effective_limit};
 
 /// A log search; every set predicate must hold.
@@ -37,9 +37,18 @@ impl LogQuery {
     }
 }
 
+/// Look-back windows tried, narrowest first, before scanning the whole
+/// requested range: "the latest logs" should read recent segments only.
+const WIDENING_WINDOWS_NS: [u64; 4] = [
+    15 * 60 * 1_000_000_000,
+    2 * 3600 * 1_000_000_000,
+    24 * 3600 * 1_000_000_000,
+    7 * 24 * 3600 * 1_000_000_000,
+];
+
 /// The newest `limit` matching records.
 ///
-/// Like trace search, windows ending at the query's end (or now) are tried
+/// Windows ending at the query's end (or now) are tried
 /// from narrow to wide, so "the latest logs" read recent data only. The
 /// store's scan order is a hint only, so every match in a window is looked
 /// at; the buffer is pruned whenever it reaches twice the limit, which

@@ -24,6 +24,32 @@ pub trait ReadStore: Send + Sync {
         visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
 
+    /// Every stored span of each of the traces, any order. The default asks
+    /// [`ReadStore::get_trace`] once per id; a store that can read several
+    /// traces in one pass should.
+    fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        let mut spans = Vec::new();
+        for &trace_id in trace_ids {
+            spans.extend(self.get_trace(trace_id)?);
+        }
+        Ok(spans)
+    }
+
+    /// [`ReadStore::scan_spans`], calling `older(t)` whenever every span
+    /// visited from then on starts at or before `t`; `Break` from either
+    /// callback ends the scan. Lets "the newest matches" stop as soon as
+    /// nothing older can outrank what it holds. The default scans in one
+    /// part and never calls `older`.
+    fn scan_spans_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let _ = older;
+        self.scan_spans(filter, visit)
+    }
+
     /// Calls `visit` for every log record matching `filter` until it breaks.
     fn scan_logs(
         &self,
@@ -53,6 +79,19 @@ impl ReadStore for Store {
         visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         Store::scan_spans(self, filter, visit)
+    }
+
+    fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        Store::get_traces(self, trace_ids)
+    }
+
+    fn scan_spans_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        Store::scan_spans_newest_first(self, filter, visit, older)
     }
 
     fn scan_logs(

@@ -1,5 +1,6 @@
 //! Trace search and trace assembly.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -132,13 +133,26 @@ pub(crate) fn find_traces(
     query: &TraceQuery,
 ) -> Result<Vec<TraceSummary>, QueryError> {
     let limit = effective_limit(query.limit);
-    let candidates = newest_matching_traces(store, &query.span_filter(), limit)?;
-    let mut summaries = Vec::with_capacity(candidates.len());
-    for trace_id in candidates {
-        if let Some(spans) = get_trace(store, trace_id)? {
-            summaries.extend(TraceSummary::from_sorted_spans(trace_id, &spans));
-        }
+    let filter = query.span_filter();
+    let mut found = newest_matching_traces(store, &filter, limit)?;
+    let mut traces = assemble(store, &found.ranked)?;
+    if found.stopped_early && !ranks_hold(&filter, &found.ranked, &traces) {
+        // A chosen trace also matches in data the scan stopped before, so
+        // its rank is older than it looked: answer from a full scan.
+        found = Candidates {
+            ranked: newest(earliest_matches(store, &filter)?, limit),
+            stopped_early: false,
+        };
+        traces = assemble(store, &found.ranked)?;
     }
+    let mut summaries: Vec<TraceSummary> = found
+        .ranked
+        .iter()
+        .filter_map(|(trace_id, _)| {
+            let spans = traces.get(trace_id)?;
+            TraceSummary::from_sorted_spans(*trace_id, spans)
+        })
+        .collect();
     summaries.sort_by(|a, b| {
         b.start_time_unix_nano
             .cmp(&a.start_time_unix_nano)
@@ -147,68 +161,123 @@ pub(crate) fn find_traces(
     Ok(summaries)
 }
 
-/// Look-back windows tried, narrowest first, before scanning the whole
-/// requested range: "the latest traces" should read recent segments only.
-pub(crate) const WIDENING_WINDOWS_NS: [u64; 4] = [
-    15 * 60 * 1_000_000_000,
-    2 * 3600 * 1_000_000_000,
-    24 * 3600 * 1_000_000_000,
-    7 * 24 * 3600 * 1_000_000_000,
-];
+/// The spans of each ranked trace, sorted and without duplicates, read in
+/// one batch.
+fn assemble(
+    store: &dyn ReadStore,
+    ranked: &[(TraceId, u64)],
+) -> Result<HashMap<TraceId, Vec<Span>>, QueryError> {
+    let ids: Vec<TraceId> = ranked.iter().map(|(trace_id, _)| *trace_id).collect();
+    let mut traces: HashMap<TraceId, Vec<Span>> = HashMap::with_capacity(ids.len());
+    for span in store.get_traces(&ids)? {
+        traces.entry(span.trace_id).or_default().push(span);
+    }
+    for spans in traces.values_mut() {
+        sort_spans(spans);
+        drop_duplicate_spans(spans);
+    }
+    Ok(traces)
+}
+
+/// Whether every ranked trace's whole span list confirms the rank the
+/// early-stopped scan gave it (its earliest matching span start).
+fn ranks_hold(
+    filter: &SpanFilter,
+    ranked: &[(TraceId, u64)],
+    traces: &HashMap<TraceId, Vec<Span>>,
+) -> bool {
+    ranked.iter().all(|(trace_id, rank)| {
+        let earliest = traces.get(trace_id).and_then(|spans| {
+            spans
+                .iter()
+                .filter(|span| crate::memory::span_matches(filter, span))
+                .map(|span| span.start_time_unix_nano)
+                .min()
+        });
+        earliest == Some(*rank)
+    })
+}
+
+/// The newest matching traces, each with its rank (the start of its
+/// earliest matching span), newest first.
+struct Candidates {
+    ranked: Vec<(TraceId, u64)>,
+    /// The scan stopped before the oldest data (see `newest_matching_traces`).
+    stopped_early: bool,
+}
 
 /// The `limit` traces whose earliest matching span started last.
 ///
-/// Windows ending at the query's end (or now) are tried from narrow to
-/// wide; as soon as one holds `limit` traces, nothing older can rank above
-/// them, so older data is never read. Ranking by the earliest matching
-/// span rather than the trace's start avoids loading every candidate
-/// trace; the two are equal whenever the root matches (every unfiltered
-/// search) and close otherwise. The final list is re-sorted by the real
-/// trace start.
+/// The store is scanned newest data first. Once `limit` traces have a rank
+/// newer than anything the rest of the scan can visit, no unseen trace can
+/// outrank them and the scan stops, so the common query reads only the
+/// newest segment or two. A trace seen so far can still have an earlier
+/// matching span in the unread data (a trace spanning a segment boundary);
+/// the caller checks the chosen traces against their whole span lists
+/// (`ranks_hold`) and falls back to a full scan if one moved. Ranking by the
+/// earliest matching span rather than the trace's start avoids loading
+/// every candidate trace; the two are equal whenever the root matches
+/// (every unfiltered search) and close otherwise. The final list is
+/// re-sorted by the real trace start.
 fn newest_matching_traces(
     store: &dyn ReadStore,
     filter: &SpanFilter,
     limit: usize,
-) -> Result<Vec<TraceId>, QueryError> {
-    let upper = filter.start_max_ns.unwrap_or_else(now_unix_nanos);
-    for window in WIDENING_WINDOWS_NS {
-        let lower = upper.saturating_sub(window);
-        if filter.start_min_ns.is_some_and(|min| min >= lower) {
-            break;
-        }
-        let narrowed = SpanFilter {
-            start_min_ns: Some(lower),
-            ..filter.clone()
-        };
-        let found = earliest_matches(store, &narrowed)?;
-        if found.len() >= limit {
-            return Ok(newest(found, limit));
-        }
-    }
-    Ok(newest(earliest_matches(store, filter)?, limit))
+) -> Result<Candidates, QueryError> {
+    let earliest_match: RefCell<HashMap<TraceId, u64>> = RefCell::new(HashMap::new());
+    let mut stopped_early = false;
+    store.scan_spans_newest_first(
+        filter,
+        &mut |span| {
+            note_match(&mut earliest_match.borrow_mut(), span);
+            ControlFlow::Continue(())
+        },
+        &mut |bound| {
+            let newer = earliest_match
+                .borrow()
+                .values()
+                .filter(|&&rank| rank > bound)
+                .count();
+            if newer >= limit {
+                stopped_early = true;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
+    Ok(Candidates {
+        ranked: newest(earliest_match.into_inner(), limit),
+        stopped_early,
+    })
 }
 
-/// Each matching trace with the start of its earliest matching span.
+fn note_match(earliest_match: &mut HashMap<TraceId, u64>, span: &Span) {
+    let start = earliest_match
+        .entry(span.trace_id)
+        .or_insert(span.start_time_unix_nano);
+    *start = (*start).min(span.start_time_unix_nano);
+}
+
+/// Each matching trace with the start of its earliest matching span, from
+/// a scan of everything.
 fn earliest_matches(
     store: &dyn ReadStore,
     filter: &SpanFilter,
 ) -> Result<HashMap<TraceId, u64>, QueryError> {
     let mut earliest_match: HashMap<TraceId, u64> = HashMap::new();
     store.scan_spans(filter, &mut |span| {
-        let start = earliest_match
-            .entry(span.trace_id)
-            .or_insert(span.start_time_unix_nano);
-        *start = (*start).min(span.start_time_unix_nano);
+        note_match(&mut earliest_match, span);
         ControlFlow::Continue(())
     })?;
     Ok(earliest_match)
 }
 
-fn newest(matches: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceId> {
+fn newest(matches: HashMap<TraceId, u64>, limit: usize) -> Vec<(TraceId, u64)> {
     let mut ranked: Vec<(TraceId, u64)> = matches.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     ranked.truncate(limit);
-    ranked.into_iter().map(|(trace_id, _)| trace_id).collect()
+    ranked
 }
 
 pub(crate) fn now_unix_nanos() -> u64 {

@@ -571,12 +571,47 @@ impl Store {
         Ok(spans)
     }
 
+    /// Every stored span of each of `trace_ids` (any order); one pass over
+    /// the memtables and at most one reader per segment for all of them,
+    /// instead of one lookup per trace walking every segment.
+    pub fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        let mut spans = Vec::new();
+        let segments: Vec<Arc<Segment>> = {
+            let state = self.state();
+            for &trace_id in trace_ids {
+                state.active.trace(trace_id, &mut spans);
+                for table in &state.frozen {
+                    table.trace(trace_id, &mut spans);
+                }
+            }
+            state.span_segments.clone()
+        };
+        for segment in &segments {
+            segment.traces(trace_ids, &mut spans)?;
+        }
+        Ok(spans)
+    }
+
     /// Calls `visit` for every stored span matching `filter` until it breaks.
     /// Blocking; run it off the async runtime. Recent data comes first.
     pub fn scan_spans(
         &self,
         filter: &SpanFilter,
         visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.scan_spans_newest_first(filter, visit, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// `scan_spans`, telling `older` before each segment the newest start
+    /// time any span visited from then on can have, so a caller after the
+    /// newest matches can stop (`Break`) once nothing older can outrank what
+    /// it holds. The memtables (whose spans may be of any age) come first,
+    /// then segments by newest start time, descending.
+    pub fn scan_spans_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let (chunks, segments) = {
             let state = self.state();
@@ -603,7 +638,9 @@ impl Store {
             }
         }
         for segment in &segments {
-            if scan::scan_span_segment(segment, filter, visit)?.is_break() {
+            if older(segment.max_time).is_break()
+                || scan::scan_span_segment(segment, filter, visit)?.is_break()
+            {
                 return Ok(());
             }
         }

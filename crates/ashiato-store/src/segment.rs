@@ -433,8 +433,9 @@ impl RowGroupTraceIndex {
             && self.bloom.as_ref().is_none_or(|bloom| bloom.check(&id[..]))
     }
 
-    /// Which rows of the group to read: the pages whose range holds the id.
-    fn selection(&self, id: &[u8; 16]) -> Vec<RowSelector> {
+    /// Which rows of the group to read: the pages whose range holds one of
+    /// the ids.
+    fn selection(&self, ids: &[[u8; 16]]) -> Vec<RowSelector> {
         if self.pages.is_empty() {
             return vec![RowSelector::select(self.rows)];
         }
@@ -445,7 +446,7 @@ impl RowGroupTraceIndex {
                 .get(index + 1)
                 .map_or(self.rows, |next| next.first_row);
             let rows = end.saturating_sub(page.first_row);
-            if page.min <= *id && *id <= page.max {
+            if ids.iter().any(|id| page.min <= *id && *id <= page.max) {
                 selectors.push(RowSelector::select(rows));
             } else {
                 selectors.push(RowSelector::skip(rows));
@@ -511,14 +512,27 @@ impl Segment {
 
     /// Spans of one trace in this segment.
     pub fn trace(&self, trace_id: TraceId, out: &mut Vec<Span>) -> Result<(), StoreError> {
-        let id = trace_id.0;
+        self.traces(&[trace_id], out)
+    }
+
+    /// Spans of several traces in this segment, with one reader: the pages
+    /// read are the union of those that can hold any of the ids.
+    pub fn traces(&self, trace_ids: &[TraceId], out: &mut Vec<Span>) -> Result<(), StoreError> {
+        let mut wanted: Vec<[u8; 16]> = trace_ids.iter().map(|id| id.0).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let mut row_groups = Vec::new();
         let mut selectors = Vec::new();
         for (index, group) in self.trace_index.iter().enumerate() {
-            if !group.may_hold(&id) {
+            let held: Vec<[u8; 16]> = wanted
+                .iter()
+                .filter(|id| group.may_hold(id))
+                .copied()
+                .collect();
+            if held.is_empty() {
                 continue;
             }
-            let selection = group.selection(&id);
+            let selection = group.selection(&held);
             if selection.iter().any(|s| !s.skip) {
                 row_groups.push(index);
                 selectors.extend(selection);
@@ -536,9 +550,13 @@ impl Segment {
                 .ok_or_else(|| {
                     arrow_schema::ArrowError::SchemaError("trace_id column type".into())
                 })?;
-            Ok(BooleanArray::from_iter(
-                (0..ids.len()).map(|i| Some(ids.value(i) == id)),
-            ))
+            Ok(BooleanArray::from_iter((0..ids.len()).map(|i| {
+                Some(
+                    wanted
+                        .binary_search_by(|probe| probe.as_slice().cmp(ids.value(i)))
+                        .is_ok(),
+                )
+            })))
         });
         let Some(reader) = self.reader()? else {
             return Ok(());
@@ -549,10 +567,10 @@ impl Segment {
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
             .build()
             .map_err(|e| parquet_error(&self.path, e))?;
+        let mut shared = SharedParts::default();
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
             let columns = SpanColumns::new(&batch).map_err(|e| parquet_error(&self.path, e))?;
-            let mut shared = SharedParts::default();
             for row in 0..batch.num_rows() {
                 out.push(
                     columns
