@@ -6,11 +6,13 @@
 //! allocating or reading its attributes. Only the few spans and ERROR logs
 //! that carry an error signal are copied into small [`Candidate`]s.
 
+use std::collections::{HashMap, HashSet};
+
 use ashiato_model::{
-    AttrValue, KeyValue, LogRecord, Severity, Span, SpanKind, StatusCode, attr_get,
+    AttrValue, KeyValue, LogRecord, Severity, Span, SpanId, SpanKind, StatusCode, TraceId, attr_get,
 };
 
-use crate::types::{Candidate, CandidateKind, Source};
+use crate::types::{Candidate, CandidateKind, Source, SpanLink, TreeNode};
 
 /// Attribute values longer than this are not kept for facets and samples.
 const MAX_FACET_VALUE: usize = 200;
@@ -24,6 +26,53 @@ pub fn span_candidates(spans: &[Span], out: &mut Vec<Candidate>) {
     for span in spans {
         if has_error_signal(span) {
             out.push(span_candidate(span));
+        }
+    }
+}
+
+/// Ancestor walks stop after this many links (a cyclic parent chain ends).
+const MAX_LINK_DEPTH: usize = 1_000;
+
+/// Appends the parent links that deciding `candidates` (taken from
+/// `spans`) needs: every candidate span and its ancestors found in the same
+/// batch, each once. A chain that leaves the batch stops there; the
+/// tracker reads the trace from the store only if no other batch closes it.
+/// Only batches with candidates pay for this (an index of the spans of
+/// their failing traces).
+pub fn span_links(spans: &[Span], candidates: &[Candidate], out: &mut Vec<SpanLink>) {
+    let starts: Vec<(TraceId, SpanId)> = candidates
+        .iter()
+        .filter(|candidate| candidate.source == Source::Span)
+        .filter_map(|candidate| Some((candidate.trace_id?, candidate.span_id?)))
+        .collect();
+    if starts.is_empty() {
+        return;
+    }
+    let traces: HashSet<TraceId> = starts.iter().map(|(trace, _)| *trace).collect();
+    let index: HashMap<(TraceId, SpanId), &Span> = spans
+        .iter()
+        .filter(|span| traces.contains(&span.trace_id))
+        .map(|span| ((span.trace_id, span.span_id), span))
+        .collect();
+    let mut sent = HashSet::new();
+    for (trace, start) in starts {
+        let mut current = Some(start);
+        for _ in 0..MAX_LINK_DEPTH {
+            let Some(span) = current.and_then(|id| index.get(&(trace, id))) else {
+                break;
+            };
+            if !sent.insert((trace, span.span_id)) {
+                break; // the rest of this chain is sent already
+            }
+            out.push(SpanLink {
+                trace_id: trace,
+                node: TreeNode {
+                    span_id: span.span_id,
+                    parent_span_id: span.parent_span_id,
+                    service: span.service_name().to_owned(),
+                },
+            });
+            current = span.parent_span_id;
         }
     }
 }

@@ -12,7 +12,9 @@
 //!    back-pressure instead of losing errors): candidates wait per trace
 //!    until the trace has been quiet for the settling window, then
 //!    [`settle`] decides "one error, one occurrence" with the trace's
-//!    parent links from the store.
+//!    parent links: those the ingested batches carried beside their
+//!    candidates ([`extract::span_links`]) when they connect every
+//!    candidate to its root, else the whole trace read from the store.
 //! 3. Grouping: [`stack`] parses Go, Python, JVM, Node, Rust, .NET and Ruby
 //!    stacks with in-app marking; [`normalize`] masks the variable parts of
 //!    messages; [`fingerprint`] combines them into explainable components
@@ -56,7 +58,7 @@ pub use tracker::{DEFAULT_SETTLE, IssueStore, RESCAN_MARGIN, Tracker, now_unix_n
 pub use types::{
     Candidate, CandidateKind, Delivery, DeliveryStatus, Facet, IssueDetail, IssueEvent,
     IssueEventKind, IssueFilter, IssueId, IssueSort, IssueStatus, IssueSummary, Sample, Source,
-    TraceSource, TreeNode,
+    SpanLink, TraceSource, TreeNode,
 };
 
 /// The database file under the data directory.

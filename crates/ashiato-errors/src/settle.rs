@@ -73,6 +73,21 @@ impl Tree {
         Tree { parents, services }
     }
 
+    /// Whether the parent chain of `span` is known up to a root (a span
+    /// without parent): then every ancestry question about `span` has the
+    /// same answer as with the whole trace.
+    pub fn reaches_root(&self, span: SpanId) -> bool {
+        let mut current = span;
+        for _ in 0..MAX_DEPTH {
+            match self.parents.get(&current) {
+                None => return false,
+                Some(None) => return true,
+                Some(Some(parent)) => current = *parent,
+            }
+        }
+        false
+    }
+
     /// Whether `ancestor` is a strict ancestor of `span`.
     pub fn is_ancestor(&self, ancestor: SpanId, span: SpanId) -> bool {
         let mut current = span;

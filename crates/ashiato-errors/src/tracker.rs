@@ -34,7 +34,7 @@ use crate::settle::{Decided, Tree, decide_lone, decide_trace};
 use crate::stack::{self, Frame};
 use crate::types::{
     Candidate, CandidateKind, IssueDetail, IssueEvent, IssueEventKind, IssueFilter, IssueId,
-    IssueStatus, IssueSummary, Sample, TraceSource,
+    IssueStatus, IssueSummary, Sample, SpanLink, TraceSource, TreeNode,
 };
 
 /// How far before the watermark recovery looks (data time vs arrival).
@@ -43,9 +43,14 @@ pub const RESCAN_MARGIN: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
 /// Traces pending at once; past it the oldest are decided early (memory bound).
 const MAX_PENDING_TRACES: usize = 100_000;
+/// Parent links kept per pending trace; past it the trace is read from the
+/// store when it settles (memory bound for huge traces).
+const MAX_LINKS_PER_TRACE: usize = 4_096;
 
 struct PendingTrace {
     candidates: Vec<Candidate>,
+    /// Parent links the batches carried (see [`Tracker::observe_with_links`]).
+    links: Vec<TreeNode>,
     deadline: Instant,
     /// The watermark this trace holds (see `watermark_mark`).
     received_wall: u64,
@@ -171,6 +176,31 @@ impl Tracker {
 
     /// Takes candidates of one ingested batch.
     pub fn observe(&mut self, candidates: Vec<Candidate>, now: Instant) {
+        self.observe_with_links(candidates, Vec::new(), now);
+    }
+
+    /// Takes candidates of one ingested batch with the parent links the
+    /// batch holds for them ([`crate::extract::span_links`]). A trace
+    /// whose links connect every candidate to its root is decided from them
+    /// alone; otherwise its spans are read from the store when it settles.
+    pub fn observe_with_links(
+        &mut self,
+        candidates: Vec<Candidate>,
+        links: Vec<SpanLink>,
+        now: Instant,
+    ) {
+        self.take_candidates(candidates, now);
+        for link in links {
+            // links of traces without a pending candidate serve nothing
+            if let Some(pending) = self.pending.get_mut(&link.trace_id)
+                && pending.links.len() < MAX_LINKS_PER_TRACE
+            {
+                pending.links.push(link.node);
+            }
+        }
+    }
+
+    fn take_candidates(&mut self, candidates: Vec<Candidate>, now: Instant) {
         let wall = now_unix_nano();
         for candidate in candidates {
             let mark = watermark_mark(wall, candidate.time_unix_nano);
@@ -178,6 +208,7 @@ impl Tracker {
                 Some(trace) => {
                     let pending = self.pending.entry(trace).or_insert_with(|| PendingTrace {
                         candidates: Vec::new(),
+                        links: Vec::new(),
                         deadline: now,
                         received_wall: mark,
                     });
@@ -227,15 +258,17 @@ impl Tracker {
                 .collect();
             oldest.sort();
             due.extend(oldest.into_iter().take(overflow).map(|(_, trace)| trace));
-            due.sort();
-            due.dedup();
         }
+        // a fixed order (not the map's) makes which occurrence opens an
+        // issue, and so its first sample, independent of hashing
+        due.sort();
+        due.dedup();
         let mut decided = Vec::new();
         for trace in due {
             let Some(pending) = self.pending.remove(&trace) else {
                 continue;
             };
-            decided.extend(self.decide(trace, pending.candidates)?);
+            decided.extend(self.decide(trace, pending.candidates, pending.links)?);
         }
         decided.extend(
             self.lone
@@ -258,17 +291,25 @@ impl Tracker {
         &self,
         trace: TraceId,
         candidates: Vec<Candidate>,
+        links: Vec<TreeNode>,
     ) -> Result<Vec<Decided>, ErrorsDbError> {
         let counted = db::trace_members(&self.connection, trace)?;
         // the trace's spans are read only when the decision depends on spans
-        // that are not candidates: reading a sealed trace costs Parquet IO,
-        // and most failing traces hold one candidate that decides alone
-        let nodes = if counted.is_empty() && decides_alone(&candidates) {
-            Vec::new()
+        // that neither the candidates nor their batches' links hold: reading
+        // a sealed trace costs Parquet IO and zstd, and most failing traces
+        // either hold one candidate that decides alone or arrived in one batch
+        let tree = if counted.is_empty() && decides_alone(&candidates) {
+            Tree::new(&[], &candidates)
         } else {
-            self.source.trace_tree(trace)
+            let linked = Tree::new(&links, &candidates);
+            // a late batch is checked against spans counted before, whose
+            // chains these links need not hold
+            if counted.is_empty() && chains_complete(&linked, &candidates) {
+                linked
+            } else {
+                Tree::new(&self.source.trace_tree(trace), &candidates)
+            }
         };
-        let tree = Tree::new(&nodes, &candidates);
         let decided = decide_trace(candidates, &tree);
         if counted.is_empty() {
             return Ok(decided);
@@ -500,6 +541,15 @@ impl IssueStore {
             db::set_status(connection, id, status, resolved_in_version, now_unix_nano())
         })
     }
+}
+
+/// Whether `tree` knows the whole parent chain of every candidate's span:
+/// then the decision is the same as with every span of the trace.
+fn chains_complete(tree: &Tree, candidates: &[Candidate]) -> bool {
+    candidates
+        .iter()
+        .filter_map(|candidate| candidate.span_id)
+        .all(|span| tree.reaches_root(span))
 }
 
 /// Whether a trace's candidates decide without the rest of the trace: one

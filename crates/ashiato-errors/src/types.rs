@@ -153,6 +153,15 @@ pub struct TreeNode {
     pub service: String,
 }
 
+/// A span's parent link that an ingested batch carries beside its
+/// candidates (see [`crate::extract::span_links`]), so the tracker can
+/// decide nesting without reading the trace back from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub node: TreeNode,
+}
+
 /// What the tracker needs from the store, kept as a trait so this crate
 /// stays free of the store.
 pub trait TraceSource: Send {

@@ -145,8 +145,19 @@ fn test_a_lone_candidate_is_decided_without_reading_its_trace() {
     );
     assert_eq!(
         read_count(),
+        0,
+        "two candidates whose chains reach the root decide alone"
+    );
+
+    let mut parent = exception(6, 1, "order 6 failed", "1.0");
+    parent.parent_span_id = SpanId::from_u64(8);
+    let mut child = exception(6, 2, "order 6 failed", "1.0");
+    child.parent_span_id = SpanId::from_u64(7);
+    run(&mut tracker, vec![parent, child]);
+    assert_eq!(
+        read_count(),
         1,
-        "two candidates may nest through other spans"
+        "two candidates may nest through spans that are not candidates"
     );
 
     let mut status = exception(3, 5, "", "1.0");

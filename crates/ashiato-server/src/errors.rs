@@ -3,8 +3,9 @@
 //!
 //! The hook lives in `ingest.rs` so every protocol (OTLP, Datadog, …)
 //! passes through it: candidates are extracted from a batch before it is
-//! appended (cheap; nearly always empty) and handed over after the store
-//! acknowledged it. Hand-over goes through a bounded channel to one
+//! appended (cheap; nearly always empty), with the parent links of their
+//! traces that the batch holds (so the tracker rarely reads a trace back
+//! from the store), and handed over after the store acknowledged it. Hand-over goes through a bounded channel to one
 //! tracker thread; when the channel is full the ingest request waits
 //! (back-pressure) instead of dropping an error.
 //!
@@ -26,8 +27,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ashiato_errors::extract::{log_candidates, span_candidates};
-use ashiato_errors::{Candidate, IssueStore, TraceSource, Tracker, TreeNode};
+use ashiato_errors::extract::{log_candidates, span_candidates, span_links};
+use ashiato_errors::{Candidate, IssueStore, SpanLink, TraceSource, Tracker, TreeNode};
 use ashiato_model::{LogRecord, Span, TraceId};
 use ashiato_store::{LogFilter, SpanFilter, Store};
 
@@ -64,7 +65,7 @@ const SETTLE_TICK: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 enum Message {
-    Candidates(Vec<Candidate>),
+    Candidates(ErrorBatch),
     /// The recovery scan has sent everything it found.
     RecoveryDone,
     Stop,
@@ -79,29 +80,45 @@ pub struct ErrorSink {
     sender: SyncSender<Message>,
 }
 
-/// Candidates of a span batch (before it is appended).
-pub fn spans_candidates(spans: &[Span]) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    span_candidates(spans, &mut out);
-    out
+/// What one ingested batch hands to the tracker: its candidates and, for
+/// span batches, the parent links of their traces that the batch holds.
+#[derive(Debug, Default)]
+pub struct ErrorBatch {
+    candidates: Vec<Candidate>,
+    links: Vec<SpanLink>,
+}
+
+impl ErrorBatch {
+    fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+}
+
+/// Candidates of a span batch and their parent links (before it is
+/// appended, which moves the spans).
+pub fn spans_candidates(spans: &[Span]) -> ErrorBatch {
+    let mut batch = ErrorBatch::default();
+    span_candidates(spans, &mut batch.candidates);
+    span_links(spans, &batch.candidates, &mut batch.links);
+    batch
 }
 
 /// Candidates of a log batch (before it is appended).
-pub fn logs_candidates(logs: &[LogRecord]) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    log_candidates(logs, &mut out);
-    out
+pub fn logs_candidates(logs: &[LogRecord]) -> ErrorBatch {
+    let mut batch = ErrorBatch::default();
+    log_candidates(logs, &mut batch.candidates);
+    batch
 }
 
 impl ErrorSink {
     /// Hands candidates of an acknowledged batch to the tracker; waits (off the
     /// async workers) when the tracker is behind.
-    pub async fn hand_over(&self, candidates: Vec<Candidate>) {
-        if candidates.is_empty() {
+    pub async fn hand_over(&self, batch: ErrorBatch) {
+        if batch.is_empty() {
             return;
         }
         let sender = self.sender.clone();
-        match sender.try_send(Message::Candidates(candidates)) {
+        match sender.try_send(Message::Candidates(batch)) {
             Ok(()) => {}
             Err(TrySendError::Full(message)) => {
                 tracing::debug!("error tracker is behind, ingest waits");
@@ -239,8 +256,8 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
             })
             .clamp(SETTLE_TICK, CHECKPOINT_EVERY);
         let stop = match receiver.recv_timeout(wait) {
-            Ok(Message::Candidates(candidates)) => {
-                tracker.observe(candidates, Instant::now());
+            Ok(Message::Candidates(batch)) => {
+                tracker.observe_with_links(batch.candidates, batch.links, Instant::now());
                 // take what else is queued before settling, bounded so a
                 // channel that never empties cannot starve settling
                 let mut stop = false;
@@ -249,7 +266,9 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
                         break;
                     };
                     match message {
-                        Message::Candidates(more) => tracker.observe(more, Instant::now()),
+                        Message::Candidates(more) => {
+                            tracker.observe_with_links(more.candidates, more.links, Instant::now())
+                        }
                         Message::RecoveryDone => tracker.set_recovering(false),
                         Message::Stop => stop = true,
                     }
@@ -347,7 +366,10 @@ fn recover(source: &StoreSource, since: u64, sender: &SyncSender<Message>) {
         found += chunk.len();
         chunk.is_empty()
             || sender
-                .send(Message::Candidates(std::mem::take(chunk)))
+                .send(Message::Candidates(ErrorBatch {
+                    candidates: std::mem::take(chunk),
+                    links: Vec::new(),
+                }))
                 .is_ok()
     };
     let span_filter = SpanFilter {

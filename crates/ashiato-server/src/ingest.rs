@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use ashiato_errors::Candidate;
 use ashiato_model::{LogRecord, Span};
 use ashiato_store::{AppendError, Store, StoreError};
 
-use crate::errors::ErrorSink;
+use crate::errors::{ErrorBatch, ErrorSink};
 
 /// Why decoded items were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +114,7 @@ impl Ingest {
         Ok(())
     }
 
-    async fn hand_over(&self, candidates: Option<Vec<Candidate>>) {
+    async fn hand_over(&self, candidates: Option<ErrorBatch>) {
         if let (Some(errors), Some(candidates)) = (&self.errors, candidates) {
             errors.hand_over(candidates).await;
         }
