@@ -93,6 +93,10 @@ impl Writer {
                 Ok(message) => message,
                 Err(RecvTimeoutError::Timeout) => {
                     self.rotate_if_due();
+                    // nothing to commit for a tick: whatever the last burst
+                    // (ingest, a seal, the start-up scans) freed goes back to
+                    // the OS, so an idle server does not keep it resident
+                    ashiato_heap::release_free_memory();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
