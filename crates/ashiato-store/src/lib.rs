@@ -62,7 +62,14 @@
 //! columns (time, service, name, duration, status), then, for attribute
 //! filters, only the `attributes`/`resource` blobs of the surviving rows,
 //! searched for the encoded `key` + value bytes; every column is decoded
-//! only for rows that pass both. `scan_spans` visits recent data first.
+//! only for rows that pass both. Before that, an attribute filter consults
+//! the segment's attribute index (`attr_index`: a bloom filter of typed
+//! `key = value` entries per 4096 rows, kept in the Parquet footer and read
+//! only by such searches), so blocks and whole segments that cannot hold the
+//! value are never read. `scan_spans` visits recent data first;
+//! `scan_spans_newest_first` also reports each segment's newest start time
+//! so a "newest traces" search can stop early, and `get_traces` reads
+//! several traces with one reader per segment.
 //! `scan_logs` visits memtable logs newest first, then segments by newest
 //! time, each segment's matches sorted newest first.
 //!
@@ -109,6 +116,7 @@
 //!   store and interleave WAL files.
 
 mod aggregates;
+mod attr_index;
 mod catalog;
 mod codec;
 mod memtable;

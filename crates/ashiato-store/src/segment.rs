@@ -28,12 +28,18 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use parquet::file::metadata::{
+    FileMetaData, KeyValue, PageIndexPolicy, ParquetMetaData, ParquetMetaDataBuilder,
+    ParquetMetaDataReader,
+};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use tracing::warn;
+
 use crate::StoreError;
+use crate::attr_index::{self, AttrIndex};
 use crate::codec::{self, Decoder, Encoder};
 use crate::stats::OpStats;
 use crate::wal::io_error;
@@ -226,7 +232,10 @@ pub fn write_spans(path: &Path, spans: &[&Span]) -> Result<WrittenSegment, Store
     summary.bytes = write_file(
         path,
         span_schema(),
-        writer_properties(Some(distinct_traces as u64))?,
+        writer_properties(Some(distinct_traces as u64))?
+            .into_builder()
+            .set_key_value_metadata(Some(vec![crate::attr_index::build(&order)]))
+            .build(),
         batches,
     )?;
     Ok(summary)
@@ -406,6 +415,9 @@ pub struct Segment {
     metadata: ArrowReaderMetadata,
     /// Trace-id index of each row group (span segments only).
     trace_index: Vec<RowGroupTraceIndex>,
+    /// Whether the file carries an attribute index (`attr_index`); it is
+    /// read from the footer only when a search filters on attributes.
+    has_attr_index: bool,
 }
 
 /// What a trace lookup needs to know about one row group without reading it.
@@ -467,8 +479,10 @@ impl Segment {
     ) -> Result<Segment, StoreError> {
         let file = File::open(&path).map_err(|e| io_error(&path, e))?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let metadata =
-            ArrowReaderMetadata::load(&file, options).map_err(|e| parquet_error(&path, e))?;
+        let metadata = ArrowReaderMetadata::load(&file, options.clone())
+            .map_err(|e| parquet_error(&path, e))?;
+        let (metadata, has_attr_index) =
+            without_attr_index(metadata, options).map_err(|e| parquet_error(&path, e))?;
         let trace_index = if is_spans {
             trace_index(&metadata, &file).map_err(|e| parquet_error(&path, e))?
         } else {
@@ -485,6 +499,7 @@ impl Segment {
             ops: written.ops,
             metadata,
             trace_index,
+            has_attr_index,
         })
     }
 
@@ -591,9 +606,19 @@ impl Segment {
         filter: &crate::SpanFilter,
         visit: &mut dyn FnMut(&SpanColumns<'_>, &mut SharedParts) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
+        let selection = self.attribute_selection(&filter.attributes);
+        if selection
+            .as_ref()
+            .is_some_and(|selection| !selection.selects_any())
+        {
+            return Ok(());
+        }
         let Some(mut reader) = self.reader()? else {
             return Ok(());
         };
+        if let Some(selection) = selection {
+            reader = reader.with_row_selection(selection);
+        }
         if let Some(row_filter) =
             crate::prefilter::span_row_filter(self.metadata.parquet_schema(), filter)
         {
@@ -609,6 +634,50 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn has_attr_index(&self) -> bool {
+        self.has_attr_index
+    }
+
+    /// The rows the attribute index leaves for `filters`; `None` (read
+    /// everything) without filters, without an index (segments written
+    /// before it), or when it cannot be read, which is logged.
+    pub(crate) fn attribute_selection(&self, filters: &[(String, String)]) -> Option<RowSelection> {
+        if filters.is_empty() || !self.has_attr_index {
+            return None;
+        }
+        match self.read_attr_index() {
+            Ok(index) => index?.selection(filters),
+            Err(reason) => {
+                warn!(path = %self.path.display(), %reason, "ignoring unreadable attribute index");
+                None
+            }
+        }
+    }
+
+    /// The attribute index from the footer, read again (it is not kept in
+    /// memory); `None` when the file is gone.
+    fn read_attr_index(&self) -> Result<Option<AttrIndex>, String> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        };
+        let footer = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Skip)
+            .parse_and_finish(&file)
+            .map_err(|e| e.to_string())?;
+        let stored = footer
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|entries| entries.iter().find(|kv| kv.key == attr_index::METADATA_KEY))
+            .and_then(|kv| kv.value.as_deref())
+            .ok_or("attribute index missing from the footer")?;
+        AttrIndex::decode(stored, self.rows)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     /// Every log record of the segment, batch by batch; `visit` returns false to stop.
@@ -630,6 +699,44 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// The metadata without the attribute index entry (kept out of memory;
+/// see `attr_index`), and whether there was one.
+fn without_attr_index(
+    metadata: ArrowReaderMetadata,
+    options: ArrowReaderOptions,
+) -> Result<(ArrowReaderMetadata, bool), parquet::errors::ParquetError> {
+    let parquet = metadata.metadata();
+    let file = parquet.file_metadata();
+    let Some(entries) = file.key_value_metadata() else {
+        return Ok((metadata, false));
+    };
+    if !entries.iter().any(|kv| kv.key == attr_index::METADATA_KEY) {
+        return Ok((metadata, false));
+    }
+    let kept: Vec<KeyValue> = entries
+        .iter()
+        .filter(|kv| kv.key != attr_index::METADATA_KEY)
+        .cloned()
+        .collect();
+    let file_metadata = FileMetaData::new(
+        file.version(),
+        file.num_rows(),
+        file.created_by().map(str::to_owned),
+        Some(kept),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    let mut builder = ParquetMetaData::clone(parquet).into_builder();
+    let stripped = ParquetMetaDataBuilder::new(file_metadata)
+        .set_row_groups(builder.take_row_groups())
+        .set_page_index(builder.take_page_index())
+        .build();
+    Ok((
+        ArrowReaderMetadata::try_new(Arc::new(stripped), options)?,
+        true,
+    ))
 }
 
 fn trace_index(
