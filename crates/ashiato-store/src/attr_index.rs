@@ -153,14 +153,13 @@ fn unindexed_keys(sample: &[&Span]) -> Vec<String> {
 /// The bloom filter of one block of rows.
 fn block_bloom(block: &[&Span], unindexed: &[String]) -> Sbbf {
     let indexed = |kv: &KeyValue| !unindexed.contains(&kv.key);
+    // Spans share their batch's resource: index each one once per block.
+    let mut seen: HashSet<*const Resource> = HashSet::new();
     let mut resources: Vec<&Arc<Resource>> = Vec::new();
     let mut upper_bound = 0;
     for span in block {
         upper_bound += span.attributes.len();
-        if !resources
-            .iter()
-            .any(|known| Arc::ptr_eq(known, &span.resource))
-        {
+        if seen.insert(Arc::as_ptr(&span.resource)) {
             resources.push(&span.resource);
             upper_bound += span.resource.attributes().len();
         }
