@@ -50,6 +50,22 @@ pub trait ReadStore: Send + Sync {
         self.scan_spans(filter, visit)
     }
 
+    /// [`ReadStore::scan_spans_newest_first`] for callers that need only
+    /// the trace id and start time of each matching span; a store can then
+    /// skip decoding the rest. The default decodes whole spans.
+    fn scan_span_starts_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(TraceId, u64) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.scan_spans_newest_first(
+            filter,
+            &mut |span| visit(span.trace_id, span.start_time_unix_nano),
+            older,
+        )
+    }
+
     /// Calls `visit` for every log record matching `filter` until it breaks.
     fn scan_logs(
         &self,
@@ -92,6 +108,15 @@ impl ReadStore for Store {
         older: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         Store::scan_spans_newest_first(self, filter, visit, older)
+    }
+
+    fn scan_span_starts_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(TraceId, u64) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        Store::scan_span_starts_newest_first(self, filter, visit, older)
     }
 
     fn scan_logs(

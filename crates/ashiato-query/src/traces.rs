@@ -226,10 +226,10 @@ fn newest_matching_traces(
 ) -> Result<Candidates, QueryError> {
     let earliest_match: RefCell<HashMap<TraceId, u64>> = RefCell::new(HashMap::new());
     let mut stopped_early = false;
-    store.scan_spans_newest_first(
+    store.scan_span_starts_newest_first(
         filter,
-        &mut |span| {
-            note_match(&mut earliest_match.borrow_mut(), span);
+        &mut |trace_id, start| {
+            note_match(&mut earliest_match.borrow_mut(), trace_id, start);
             ControlFlow::Continue(())
         },
         &mut |bound| {
@@ -252,11 +252,9 @@ fn newest_matching_traces(
     })
 }
 
-fn note_match(earliest_match: &mut HashMap<TraceId, u64>, span: &Span) {
-    let start = earliest_match
-        .entry(span.trace_id)
-        .or_insert(span.start_time_unix_nano);
-    *start = (*start).min(span.start_time_unix_nano);
+fn note_match(earliest_match: &mut HashMap<TraceId, u64>, trace_id: TraceId, start: u64) {
+    let earliest = earliest_match.entry(trace_id).or_insert(start);
+    *earliest = (*earliest).min(start);
 }
 
 /// Each matching trace with the start of its earliest matching span, from
@@ -267,7 +265,11 @@ fn earliest_matches(
 ) -> Result<HashMap<TraceId, u64>, QueryError> {
     let mut earliest_match: HashMap<TraceId, u64> = HashMap::new();
     store.scan_spans(filter, &mut |span| {
-        note_match(&mut earliest_match, span);
+        note_match(
+            &mut earliest_match,
+            span.trace_id,
+            span.start_time_unix_nano,
+        );
         ControlFlow::Continue(())
     })?;
     Ok(earliest_match)

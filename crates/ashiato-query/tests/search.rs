@@ -155,6 +155,22 @@ impl ReadStore for Counting {
         )
     }
 
+    fn scan_span_starts_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(TraceId, u64) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.store.scan_span_starts_newest_first(
+            filter,
+            &mut |trace_id, start| {
+                self.visited.fetch_add(1, Ordering::Relaxed);
+                visit(trace_id, start)
+            },
+            older,
+        )
+    }
+
     fn scan_logs(
         &self,
         filter: &LogFilter,

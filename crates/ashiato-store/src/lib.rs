@@ -621,23 +621,7 @@ impl Store {
         visit: &mut dyn FnMut(&Span) -> ControlFlow<()>,
         older: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let (chunks, segments) = {
-            let state = self.state();
-            let mut chunks: Vec<Arc<Vec<Span>>> =
-                state.active.span_chunks.iter().rev().cloned().collect();
-            for table in state.frozen.iter().rev() {
-                chunks.extend(table.span_chunks.iter().rev().cloned());
-            }
-            (
-                chunks,
-                self.pruned_segments(
-                    &state.span_segments,
-                    filter.start_min_ns,
-                    filter.start_max_ns,
-                    filter.service.as_deref(),
-                ),
-            )
-        };
+        let (chunks, segments) = self.span_sources(filter);
         for chunk in &chunks {
             for span in chunk.iter() {
                 if scan::span_matches(filter, span) && visit(span).is_break() {
@@ -653,6 +637,54 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// `scan_spans_newest_first` for callers that need only the trace id
+    /// and start time of each matching span (trace search ranks traces by
+    /// them): segment rows that match are not decoded beyond those columns
+    /// (and the attribute blobs the exact attribute test needs).
+    pub fn scan_span_starts_newest_first(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(TraceId, u64) -> ControlFlow<()>,
+        older: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let (chunks, segments) = self.span_sources(filter);
+        for chunk in &chunks {
+            for span in chunk.iter() {
+                if scan::span_matches(filter, span)
+                    && visit(span.trace_id, span.start_time_unix_nano).is_break()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        for segment in &segments {
+            if older(segment.max_time).is_break()
+                || scan::scan_span_segment_starts(segment, filter, visit)?.is_break()
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Memtable chunks, newest first, and the segments that can hold spans
+    /// matching `filter`, by newest start time descending.
+    fn span_sources(&self, filter: &SpanFilter) -> (Vec<Arc<Vec<Span>>>, Vec<Arc<Segment>>) {
+        let state = self.state();
+        let mut chunks: Vec<Arc<Vec<Span>>> =
+            state.active.span_chunks.iter().rev().cloned().collect();
+        for table in state.frozen.iter().rev() {
+            chunks.extend(table.span_chunks.iter().rev().cloned());
+        }
+        let segments = self.pruned_segments(
+            &state.span_segments,
+            filter.start_min_ns,
+            filter.start_max_ns,
+            filter.service.as_deref(),
+        );
+        (chunks, segments)
     }
 
     /// Segments that can hold matching rows, newest first.

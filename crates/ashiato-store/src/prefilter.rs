@@ -95,7 +95,7 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, A
         .ok_or_else(|| ArrowError::SchemaError(format!("{name} column type")))
 }
 
-fn leaves(schema: &SchemaDescriptor, names: &[&str]) -> ProjectionMask {
+pub(crate) fn leaves(schema: &SchemaDescriptor, names: &[&str]) -> ProjectionMask {
     let indices = (0..schema.num_columns()).filter(|&index| {
         let path = schema.column(index).path().string();
         names.contains(&path.as_str())

@@ -5,8 +5,10 @@
 
 use std::ops::ControlFlow;
 
-use ashiato_model::{LogRecord, Severity, Span, attr_get};
+use arrow_array::{Array, BinaryArray, FixedSizeBinaryArray, RecordBatch, UInt64Array};
+use ashiato_model::{KeyValue, LogRecord, Resource, Severity, Span, TraceId, attr_get};
 
+use crate::codec::{self, Decoder};
 use crate::segment::{LogColumns, Segment, SharedParts, SpanColumns, parquet_error};
 use crate::{LogFilter, SpanFilter, StoreError};
 
@@ -31,9 +33,13 @@ pub(crate) fn span_columns_match(
 }
 
 fn span_attributes_match(filter: &SpanFilter, span: &Span) -> bool {
+    attributes_match(filter, &span.attributes, &span.resource)
+}
+
+fn attributes_match(filter: &SpanFilter, own: &[KeyValue], resource: &Resource) -> bool {
     filter.attributes.iter().all(|(key, value)| {
-        attr_get(&span.attributes, key)
-            .or_else(|| attr_get(span.resource.attributes(), key))
+        attr_get(own, key)
+            .or_else(|| attr_get(resource.attributes(), key))
             .is_some_and(|found| found.matches_text(value))
     })
 }
@@ -82,6 +88,67 @@ pub fn scan_span_segment(
         },
     )?;
     Ok(flow)
+}
+
+/// Visits the trace id and start time of each matching span of one
+/// segment; `Break` when the visitor stopped. The row filters are exact for
+/// every predicate but the attributes, so only the attribute blobs of the
+/// surviving rows are decoded, to test those exactly.
+pub fn scan_span_segment_starts(
+    segment: &Segment,
+    filter: &SpanFilter,
+    visit: &mut dyn FnMut(TraceId, u64) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, StoreError> {
+    let with_attributes = !filter.attributes.is_empty();
+    let columns: &[&str] = if with_attributes {
+        &["trace_id", "start_time", "attributes", "resource"]
+    } else {
+        &["trace_id", "start_time"]
+    };
+    let corrupt = |reason: String| parquet_error(&segment.path, reason);
+    let mut flow = ControlFlow::Continue(());
+    let mut shared = SharedParts::default();
+    segment.for_each_span_batch_of(filter, columns, &mut |batch: &RecordBatch| {
+        let trace_ids = column::<FixedSizeBinaryArray>(batch, "trace_id").map_err(corrupt)?;
+        let starts = column::<UInt64Array>(batch, "start_time").map_err(corrupt)?;
+        let blobs = if with_attributes {
+            Some((
+                column::<BinaryArray>(batch, "attributes").map_err(corrupt)?,
+                column::<BinaryArray>(batch, "resource").map_err(corrupt)?,
+            ))
+        } else {
+            None
+        };
+        for row in 0..batch.num_rows() {
+            if let Some((attributes, resource)) = blobs {
+                let own = codec::unblob(attributes.value(row), Decoder::attrs)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let resource = shared
+                    .resource(resource.value(row))
+                    .map_err(|e| corrupt(e.to_string()))?;
+                if !attributes_match(filter, &own, &resource) {
+                    continue;
+                }
+            }
+            let trace_id: [u8; 16] = trace_ids
+                .value(row)
+                .try_into()
+                .map_err(|_| corrupt("trace_id is not 16 bytes".into()))?;
+            if visit(TraceId(trace_id), starts.value(row)).is_break() {
+                flow = ControlFlow::Break(());
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(flow)
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|column| column.as_any().downcast_ref::<T>())
+        .ok_or_else(|| format!("column {name} is missing or has an unexpected type"))
 }
 
 fn severity_of(number: u8, text: &str) -> u8 {

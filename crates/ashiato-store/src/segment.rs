@@ -23,8 +23,8 @@ use ashiato_model::{LogRecord, Resource, Scope, Span, SpanId, Status, TraceId};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter, RowSelection, RowSelector,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelector,
 };
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
@@ -606,25 +606,9 @@ impl Segment {
         filter: &crate::SpanFilter,
         visit: &mut dyn FnMut(&SpanColumns<'_>, &mut SharedParts) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let selection = self.attribute_selection(&filter.attributes);
-        if selection
-            .as_ref()
-            .is_some_and(|selection| !selection.selects_any())
-        {
-            return Ok(());
-        }
-        let Some(mut reader) = self.reader()? else {
+        let Some(reader) = self.filtered_reader(filter, None)? else {
             return Ok(());
         };
-        if let Some(selection) = selection {
-            reader = reader.with_row_selection(selection);
-        }
-        if let Some(row_filter) =
-            crate::prefilter::span_row_filter(self.metadata.parquet_schema(), filter)
-        {
-            reader = reader.with_row_filter(row_filter);
-        }
-        let reader = reader.build().map_err(|e| parquet_error(&self.path, e))?;
         let mut shared = SharedParts::default();
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
@@ -634,6 +618,62 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// Like `for_each_span_batch`, but the batches hold only the named
+    /// columns of the rows that may match.
+    pub fn for_each_span_batch_of(
+        &self,
+        filter: &crate::SpanFilter,
+        columns: &[&str],
+        visit: &mut dyn FnMut(&RecordBatch) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mask = crate::prefilter::leaves(self.metadata.parquet_schema(), columns);
+        let Some(reader) = self.filtered_reader(filter, Some(mask))? else {
+            return Ok(());
+        };
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
+            if !visit(&batch)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A reader of the rows that may match `filter` (attribute index, then
+    /// row filters), with every column or `projection`; `None` when no row
+    /// can match or the file is gone.
+    fn filtered_reader(
+        &self,
+        filter: &crate::SpanFilter,
+        projection: Option<ProjectionMask>,
+    ) -> Result<Option<ParquetRecordBatchReader>, StoreError> {
+        let selection = self.attribute_selection(&filter.attributes);
+        if selection
+            .as_ref()
+            .is_some_and(|selection| !selection.selects_any())
+        {
+            return Ok(None);
+        }
+        let Some(mut reader) = self.reader()? else {
+            return Ok(None);
+        };
+        if let Some(selection) = selection {
+            reader = reader.with_row_selection(selection);
+        }
+        if let Some(mask) = projection {
+            reader = reader.with_projection(mask);
+        }
+        if let Some(row_filter) =
+            crate::prefilter::span_row_filter(self.metadata.parquet_schema(), filter)
+        {
+            reader = reader.with_row_filter(row_filter);
+        }
+        reader
+            .build()
+            .map(Some)
+            .map_err(|e| parquet_error(&self.path, e))
     }
 
     #[cfg(test)]
@@ -822,7 +862,7 @@ pub struct SharedParts {
 }
 
 impl SharedParts {
-    fn resource(&mut self, blob: &[u8]) -> Result<Arc<Resource>, codec::CodecError> {
+    pub(crate) fn resource(&mut self, blob: &[u8]) -> Result<Arc<Resource>, codec::CodecError> {
         if let Some(resource) = self.resources.get(blob) {
             return Ok(resource.clone());
         }
