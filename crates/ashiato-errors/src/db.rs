@@ -113,6 +113,23 @@ pub fn open(path: &Path) -> Result<Connection, ErrorsDbError> {
     Ok(connection)
 }
 
+/// Page cache of the tracker's connection, KiB: the occurrence indexes
+/// (keys, traces) take random inserts, and with SQLite's default 2 MiB
+/// cache most of them read a page back from the file first.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+/// WAL pages between checkpoints: hot pages (issues, facets, index
+/// interiors) rewritten by many rounds are copied to the database once per
+/// checkpoint, so fewer checkpoints copy fewer pages.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 4_000;
+
+/// Opens the tracker's (only writing) connection.
+pub fn open_writer(path: &Path) -> Result<Connection, ErrorsDbError> {
+    let connection = open(path)?;
+    connection.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    connection.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    Ok(connection)
+}
+
 /// An occurrence ready to be counted.
 pub struct NewOccurrence<'a> {
     pub key: &'a str,
@@ -130,23 +147,23 @@ pub struct NewOccurrence<'a> {
     pub version: &'a str,
 }
 
-/// What counting an occurrence did to its issue.
+/// What counting a new occurrence did to its issue (a replayed one is
+/// not counted at all: see [`insert_occurrence`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
-    /// Already counted (replay): nothing changed.
-    Duplicate,
     New,
     Regressed,
     Repeated,
 }
 
-/// Counts one occurrence, idempotently by its key.
-pub fn count_occurrence(
+/// Records an occurrence's idempotency key (with its sample, or `""` when
+/// the round has 21 newer ones of the same issue: the detail view shows
+/// the latest 20 besides the first); `false` when the key was counted before.
+pub fn insert_occurrence(
     tx: &Transaction<'_>,
     occurrence: &NewOccurrence<'_>,
-) -> Result<Counted, ErrorsDbError> {
-    let sample = sample_json(occurrence.sample);
-    let time = to_i64(occurrence.sample.time_unix_nano);
+    sample: Option<&str>,
+) -> Result<bool, ErrorsDbError> {
     let members: Vec<String> = occurrence.members.iter().map(SpanId::to_hex).collect();
     let inserted = tx
         .prepare_cached(
@@ -156,49 +173,101 @@ pub fn count_occurrence(
         .execute(params![
             occurrence.key,
             occurrence.issue_id.as_str(),
-            time,
+            to_i64(occurrence.sample.time_unix_nano),
             occurrence.sample.trace_id.map(|trace| trace.to_hex()),
-            sample.to_string(),
+            sample.unwrap_or_default(),
             json!(members).to_string(),
             occurrence.error_type,
         ])?;
-    if inserted == 0 {
-        return Ok(Counted::Duplicate);
-    }
-    let existing: Option<(String, Option<String>, i64)> = tx
-        .prepare_cached(
-            "SELECT status, resolved_in_version, resolved_at FROM issues WHERE id = ?1",
-        )?
-        .query_row([occurrence.issue_id.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()?;
-    let counted = match existing {
-        None => {
-            insert_issue(tx, occurrence, &sample, time)?;
-            Counted::New
-        }
-        Some((status, resolved_in, resolved_at)) => {
-            let regresses = status == IssueStatus::Resolved.as_str()
-                && time > resolved_at
-                && !older_version(occurrence.version, resolved_in.as_deref());
-            update_issue(tx, occurrence, time, regresses)?;
-            if regresses {
-                Counted::Regressed
-            } else {
-                Counted::Repeated
-            }
-        }
-    };
-    Ok(counted)
+    Ok(inserted > 0)
 }
 
-fn insert_issue(
+/// The fields of an issue that counting changes, held in memory for one
+/// round so that an issue's row is written once per round, not once per
+/// occurrence. [`IssueState::add`] applies an occurrence exactly as one
+/// `UPDATE` per occurrence would, in the same order.
+#[derive(Debug, Clone)]
+pub struct IssueState {
+    status: String,
+    resolved_in: Option<String>,
+    resolved_at: i64,
+    regressed: bool,
+    sources: i64,
+    message: String,
+    first_version: String,
+    last_version: String,
+    first_seen: i64,
+    last_seen: i64,
+    /// Occurrences added this round and not yet written.
+    added: i64,
+}
+
+impl IssueState {
+    /// Applies one more occurrence of this issue.
+    pub fn add(&mut self, occurrence: &NewOccurrence<'_>) -> Counted {
+        let time = to_i64(occurrence.sample.time_unix_nano);
+        let regresses = self.status == IssueStatus::Resolved.as_str()
+            && time > self.resolved_at
+            && !older_version(occurrence.version, self.resolved_in.as_deref());
+        self.added += 1;
+        self.sources |= occurrence.sources;
+        // the latest message and version follow the newest occurrence;
+        // replays of older data only add to the count
+        if time >= self.last_seen {
+            self.message.clone_from(&occurrence.sample.message);
+            if !occurrence.version.is_empty() {
+                self.last_version = occurrence.version.to_owned();
+            }
+        }
+        if self.first_version.is_empty() {
+            self.first_version = occurrence.version.to_owned();
+        }
+        self.last_seen = self.last_seen.max(time);
+        self.first_seen = self.first_seen.min(time);
+        if regresses {
+            self.status = IssueStatus::Open.as_str().to_owned();
+            self.regressed = true;
+            Counted::Regressed
+        } else {
+            Counted::Repeated
+        }
+    }
+}
+
+/// The issue's current state, or `None` if it does not exist yet.
+pub fn load_issue(tx: &Transaction<'_>, id: &IssueId) -> Result<Option<IssueState>, ErrorsDbError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT status, resolved_in_version, resolved_at, regressed, sources, message,
+                first_version, last_version, first_seen, last_seen
+             FROM issues WHERE id = ?1",
+        )?
+        .query_row([id.as_str()], |row| {
+            Ok(IssueState {
+                status: row.get(0)?,
+                resolved_in: row.get(1)?,
+                resolved_at: row.get(2)?,
+                regressed: row.get::<_, i64>(3)? != 0,
+                sources: row.get(4)?,
+                message: row.get(5)?,
+                first_version: row.get(6)?,
+                last_version: row.get(7)?,
+                first_seen: row.get(8)?,
+                last_seen: row.get(9)?,
+                added: 0,
+            })
+        })
+        .optional()?)
+}
+
+/// Opens an issue with its first occurrence (counted once) and returns its
+/// state for the rest of the round.
+pub fn insert_issue(
     tx: &Transaction<'_>,
     occurrence: &NewOccurrence<'_>,
-    sample: &Value,
-    time: i64,
-) -> Result<(), ErrorsDbError> {
+    sample: &str,
+) -> Result<IssueState, ErrorsDbError> {
+    let time = to_i64(occurrence.sample.time_unix_nano);
     let stack: Vec<Value> = occurrence.stack.iter().map(frame_json).collect();
     tx.prepare_cached(
         "INSERT INTO issues (id, hash, components, algorithm_version, title, error_type, message,
@@ -221,39 +290,48 @@ fn insert_issue(
         time,
         occurrence.version,
         Value::Array(stack).to_string(),
-        sample.to_string(),
+        sample,
     ])?;
-    Ok(())
+    Ok(IssueState {
+        status: IssueStatus::Open.as_str().to_owned(),
+        resolved_in: None,
+        resolved_at: 0,
+        regressed: false,
+        sources: occurrence.sources,
+        message: occurrence.sample.message.clone(),
+        first_version: occurrence.version.to_owned(),
+        last_version: occurrence.version.to_owned(),
+        first_seen: time,
+        last_seen: time,
+        added: 0,
+    })
 }
 
-fn update_issue(
+/// Writes what a round added to an issue (nothing if it added nothing).
+pub fn store_issue(
     tx: &Transaction<'_>,
-    occurrence: &NewOccurrence<'_>,
-    time: i64,
-    regresses: bool,
+    id: &IssueId,
+    state: &IssueState,
 ) -> Result<(), ErrorsDbError> {
-    // the latest message and version follow the newest occurrence; replays
-    // of older data only add to the count
+    if state.added == 0 {
+        return Ok(());
+    }
     tx.prepare_cached(
-        "UPDATE issues SET
-            count = count + 1,
-            sources = sources | ?2,
-            message = CASE WHEN ?3 >= last_seen THEN ?4 ELSE message END,
-            last_version = CASE WHEN ?3 >= last_seen AND ?5 != '' THEN ?5 ELSE last_version END,
-            first_version = CASE WHEN first_version = '' THEN ?5 ELSE first_version END,
-            last_seen = MAX(last_seen, ?3),
-            first_seen = MIN(first_seen, ?3),
-            status = CASE WHEN ?6 THEN 'open' ELSE status END,
-            regressed = CASE WHEN ?6 THEN 1 ELSE regressed END
+        "UPDATE issues SET count = count + ?2, sources = ?3, message = ?4, first_version = ?5,
+            last_version = ?6, first_seen = ?7, last_seen = ?8, status = ?9, regressed = ?10
          WHERE id = ?1",
     )?
     .execute(params![
-        occurrence.issue_id.as_str(),
-        occurrence.sources,
-        time,
-        occurrence.sample.message,
-        occurrence.version,
-        regresses,
+        id.as_str(),
+        state.added,
+        state.sources,
+        state.message,
+        state.first_version,
+        state.last_version,
+        state.first_seen,
+        state.last_seen,
+        state.status,
+        state.regressed,
     ])?;
     Ok(())
 }
@@ -289,18 +367,22 @@ pub fn facet_values(
     Ok(values)
 }
 
-/// Adds facet counts, aggregated over a batch: `(issue, key, value) → count`.
-/// The caller has already bounded the distinct values per key.
-pub fn add_facets(
-    tx: &Transaction<'_>,
-    counts: &HashMap<(IssueId, String, String), i64>,
-) -> Result<(), ErrorsDbError> {
+/// A round's facet counts: issue → key → value → count.
+pub type FacetCounts = HashMap<IssueId, HashMap<String, HashMap<String, i64>>>;
+
+/// Adds facet counts, aggregated over a round. The caller has already
+/// bounded the distinct values per key.
+pub fn add_facets(tx: &Transaction<'_>, counts: &FacetCounts) -> Result<(), ErrorsDbError> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO facets (issue_id, key, value, count) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (issue_id, key, value) DO UPDATE SET count = count + ?4",
     )?;
-    for ((issue, key, value), count) in counts {
-        upsert.execute(params![issue.as_str(), key, value, count])?;
+    for (issue, keys) in counts {
+        for (key, values) in keys {
+            for (value, count) in values {
+                upsert.execute(params![issue.as_str(), key, value, count])?;
+            }
+        }
     }
     Ok(())
 }
@@ -387,7 +469,7 @@ pub fn prune(connection: &Connection, now: u64) -> Result<usize, ErrorsDbError> 
     Ok(removed)
 }
 
-fn to_i64(value: u64) -> i64 {
+pub fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -414,21 +496,40 @@ fn frame_from_json(value: &Value) -> Frame {
     }
 }
 
-fn sample_json(sample: &Sample) -> Value {
-    let attributes: serde_json::Map<String, Value> = sample
-        .attributes
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-        .collect();
-    json!({
-        "time": sample.time_unix_nano,
-        "trace_id": sample.trace_id.map(|id| id.to_hex()),
-        "span_id": sample.span_id.map(|id| id.to_hex()),
-        "source": sample.source.as_str(),
-        "message": sample.message,
-        "attributes": attributes,
-        "ancestors": sample.ancestors.iter().map(SpanId::to_hex).collect::<Vec<_>>(),
+/// A sample as stored: serialized straight from borrowed fields (building
+/// a `serde_json::Value` first cost an allocation per attribute).
+#[derive(serde::Serialize)]
+struct SampleJson<'a> {
+    time: u64,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    source: &'static str,
+    message: &'a str,
+    #[serde(serialize_with = "attributes_map")]
+    attributes: &'a [(String, String)],
+    ancestors: Vec<String>,
+}
+
+fn attributes_map<S: serde::Serializer>(
+    attributes: &&[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(attributes.iter().map(|(key, value)| (key, value)))
+}
+
+/// The JSON text of a sample (what [`sample_from_json`] reads).
+pub fn sample_json(sample: &Sample) -> String {
+    serde_json::to_string(&SampleJson {
+        time: sample.time_unix_nano,
+        trace_id: sample.trace_id.map(|id| id.to_hex()),
+        span_id: sample.span_id.map(|id| id.to_hex()),
+        source: sample.source.as_str(),
+        message: &sample.message,
+        attributes: &sample.attributes,
+        ancestors: sample.ancestors.iter().map(SpanId::to_hex).collect(),
     })
+    // serializing strings and numbers cannot fail
+    .unwrap_or_default()
 }
 
 fn sample_from_json(value: &Value) -> Sample {
@@ -611,7 +712,8 @@ pub fn detail(
         samples.push(sample_from_json(&first));
     }
     let mut statement = connection.prepare_cached(
-        "SELECT sample FROM occurrences WHERE issue_id = ?1 ORDER BY time DESC, key LIMIT 21",
+        "SELECT sample FROM occurrences WHERE issue_id = ?1 AND sample != ''
+         ORDER BY time DESC, key LIMIT 21",
     )?;
     let rows = statement.query_map([id.as_str()], |row| row.get::<_, String>(0))?;
     for row in rows {

@@ -265,24 +265,26 @@ fn finish(cluster: Cluster, tree: &Tree) -> Option<Decided> {
         extra_attributes,
         folded,
     } = cluster;
-    let representative = members
+    let (index, span) = members
         .iter()
-        .filter_map(|member| member.span_id.map(|span| (member, span)))
-        .max_by_key(|(member, span)| {
+        .enumerate()
+        .filter_map(|(index, member)| member.span_id.map(|span| (index, member, span)))
+        .max_by_key(|(_, member, span)| {
             (
                 !member.stack.is_empty(),
                 tree.depth(*span),
                 std::cmp::Reverse(*span.as_bytes()),
             )
         })
-        .map(|(member, span)| (member.clone(), span))?;
-    let (candidate, span) = representative;
+        .map(|(index, _, span)| (index, span))?;
     let mut ancestors: Vec<SpanId> = members
         .iter()
         .filter_map(|member| member.span_id)
         .filter(|other| *other != span)
         .chain(folded)
         .collect();
+    // moved, not cloned: candidates carry stacks and attributes
+    let candidate = members.into_iter().nth(index)?;
     ancestors.sort_by_key(|id| tree.depth(*id));
     ancestors.dedup();
     let mut all = ancestors.clone();

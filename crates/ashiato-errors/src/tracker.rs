@@ -19,13 +19,15 @@
 //! later than that relative to its own timestamps and is caught by a crash
 //! before it is decided is the one case recovery misses.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ashiato_model::{SpanId, TraceId};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::db::{self, Counted, ErrorsDbError, NewOccurrence};
 use crate::fingerprint::{Fingerprint, FingerprintInput};
@@ -61,6 +63,9 @@ pub struct Tracker {
     connection: Connection,
     settle: Duration,
     pending: HashMap<TraceId, PendingTrace>,
+    /// `(deadline, trace)` of every pending trace, soonest first, so a
+    /// round finds its due traces without scanning them all.
+    deadlines: BTreeSet<(Instant, TraceId)>,
     lone: Vec<(Candidate, u64)>,
     source: Box<dyn TraceSource>,
     facets: FacetCache,
@@ -71,9 +76,11 @@ pub struct Tracker {
 /// The distinct values counted per (issue, key), so that a key past
 /// [`db::MAX_FACET_VALUES`] values (user ids, request ids) costs no SQL for
 /// its new values. Loaded lazily; cleared when it grows past its bound.
+/// Nested maps, so that a lookup borrows the occurrence's strings instead
+/// of cloning them (every occurrence looks up each of its attributes).
 #[derive(Default)]
 struct FacetCache {
-    values: HashMap<(IssueId, String), HashSet<String>>,
+    values: HashMap<IssueId, HashMap<String, HashSet<String>>>,
     entries: usize,
 }
 
@@ -86,35 +93,43 @@ impl FacetCache {
         self.entries = 0;
     }
 
-    /// Adds this occurrence's attributes to the batch's facet counts.
+    /// Adds this occurrence's attributes to the round's facet counts.
     fn count(
         &mut self,
         connection: &Connection,
         issue: &IssueId,
         attributes: &[(String, String)],
-        counts: &mut HashMap<(IssueId, String, String), i64>,
+        counts: &mut db::FacetCounts,
     ) -> Result<(), ErrorsDbError> {
         if self.entries > MAX_FACET_CACHE {
             self.clear();
         }
+        let keys = self.values.entry(issue.clone()).or_default();
+        let round = counts.entry(issue.clone()).or_default();
         for (key, value) in attributes {
-            let slot = (issue.clone(), key.clone());
-            let known = match self.values.entry(slot) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    self.entries += 1;
-                    entry.insert(db::facet_values(connection, issue, key)?)
-                }
+            if !keys.contains_key(key.as_str()) {
+                self.entries += 1;
+                keys.insert(key.clone(), db::facet_values(connection, issue, key)?);
+            }
+            let Some(known) = keys.get_mut(key.as_str()) else {
+                continue;
             };
-            if !known.contains(value) {
+            if !known.contains(value.as_str()) {
                 if known.len() >= db::MAX_FACET_VALUES {
                     continue;
                 }
                 known.insert(value.clone());
             }
-            *counts
-                .entry((issue.clone(), key.clone(), value.clone()))
-                .or_insert(0) += 1;
+            let values = match round.get_mut(key.as_str()) {
+                Some(values) => values,
+                None => round.entry(key.clone()).or_default(),
+            };
+            match values.get_mut(value.as_str()) {
+                Some(count) => *count += 1,
+                None => {
+                    values.insert(value.clone(), 1);
+                }
+            }
         }
         Ok(())
     }
@@ -147,9 +162,10 @@ impl Tracker {
         source: Box<dyn TraceSource>,
     ) -> Result<Tracker, ErrorsDbError> {
         Ok(Tracker {
-            connection: db::open(path)?,
+            connection: db::open_writer(path)?,
             settle,
             pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
             lone: Vec::new(),
             source,
             facets: FacetCache::default(),
@@ -212,7 +228,9 @@ impl Tracker {
                         deadline: now,
                         received_wall: mark,
                     });
+                    self.deadlines.remove(&(pending.deadline, trace));
                     pending.deadline = now + self.settle;
+                    self.deadlines.insert((pending.deadline, trace));
                     pending.received_wall = pending.received_wall.min(mark);
                     pending.candidates.push(candidate);
                 }
@@ -223,7 +241,7 @@ impl Tracker {
 
     /// When the next pending trace is due, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let trace = self.pending.values().map(|pending| pending.deadline).min();
+        let trace = self.deadlines.first().map(|(deadline, _)| *deadline);
         if self.lone.is_empty() {
             trace
         } else {
@@ -243,31 +261,24 @@ impl Tracker {
         now: Instant,
         everything: bool,
     ) -> Result<Vec<IssueEvent>, ErrorsDbError> {
-        let overflow = self.pending.len().saturating_sub(MAX_PENDING_TRACES);
-        let mut due: Vec<TraceId> = self
-            .pending
-            .iter()
-            .filter(|(_, pending)| everything || pending.deadline <= now)
-            .map(|(trace, _)| *trace)
-            .collect();
-        if overflow > 0 {
-            let mut oldest: Vec<(Instant, TraceId)> = self
-                .pending
-                .iter()
-                .map(|(trace, pending)| (pending.deadline, *trace))
-                .collect();
-            oldest.sort();
-            due.extend(oldest.into_iter().take(overflow).map(|(_, trace)| trace));
+        // past the bound, the soonest due are decided early
+        let mut overflow = self.pending.len().saturating_sub(MAX_PENDING_TRACES);
+        let mut due: Vec<(TraceId, PendingTrace)> = Vec::new();
+        while let Some(&(deadline, trace)) = self.deadlines.first() {
+            if !(everything || deadline <= now || overflow > 0) {
+                break;
+            }
+            self.deadlines.pop_first();
+            overflow = overflow.saturating_sub(1);
+            if let Some(pending) = self.pending.remove(&trace) {
+                due.push((trace, pending));
+            }
         }
         // a fixed order (not the map's) makes which occurrence opens an
         // issue, and so its first sample, independent of hashing
-        due.sort();
-        due.dedup();
+        due.sort_by_key(|(trace, _)| *trace);
         let mut decided = Vec::new();
-        for trace in due {
-            let Some(pending) = self.pending.remove(&trace) else {
-                continue;
-            };
+        for (trace, pending) in due {
             decided.extend(self.decide(trace, pending.candidates, pending.links)?);
         }
         decided.extend(
@@ -339,58 +350,86 @@ impl Tracker {
             .collect())
     }
 
-    fn count(&mut self, decided: Vec<Decided>) -> Result<Vec<IssueEvent>, ErrorsDbError> {
+    /// Counts a round's occurrences in one transaction: one idempotency row
+    /// per occurrence (with its sample only if it is among the issue's 21
+    /// newest of the round), and one write per touched issue, hour and
+    /// facet value.
+    fn count(&mut self, mut decided: Vec<Decided>) -> Result<Vec<IssueEvent>, ErrorsDbError> {
         let now = now_unix_nano();
-        let tx = self.connection.transaction()?;
-        let mut events = Vec::new();
-        // hourly and facet counts are summed over the batch: one upsert per
+        let grouped = group_round(&mut decided);
+        let sampled = newest_per_issue(&decided, &grouped);
+        // immediate: the issue states read below stay true until commit
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut issues: HashMap<IssueId, db::IssueState> = HashMap::new();
+        let mut changed: Vec<(IssueEventKind, IssueId, Option<Frame>)> = Vec::new();
+        // hourly and facet counts are summed over the round: one upsert per
         // distinct row instead of one per occurrence
         let mut hourly = HashMap::new();
-        let mut facets = HashMap::new();
-        for occurrence in &decided {
-            let grouped = Grouped::new(occurrence);
-            let sample = grouped.sample(occurrence);
-            let counted = db::count_occurrence(
-                &tx,
-                &NewOccurrence {
-                    key: &occurrence.key,
-                    issue_id: &grouped.id,
-                    fingerprint: &grouped.fingerprint,
-                    title: &grouped.title,
-                    error_type: &occurrence.candidate.error_type,
-                    culprit: &grouped.culprit,
-                    stack: &grouped.frames,
-                    sources: occurrence.sources,
-                    sample: &sample,
-                    members: &occurrence.members,
-                    service: &occurrence.candidate.service,
-                    environment: &occurrence.candidate.environment,
-                    version: &occurrence.candidate.version,
-                },
-            )?;
-            if counted != Counted::Duplicate {
-                *hourly
-                    .entry((grouped.id.clone(), db::hour_of(sample.time_unix_nano)))
-                    .or_insert(0) += 1;
-                self.facets
-                    .count(&tx, &grouped.id, &sample.attributes, &mut facets)?;
+        let mut facets = db::FacetCounts::new();
+        for (index, (occurrence, (grouped, sample))) in decided.iter().zip(&grouped).enumerate() {
+            let grouped: &Grouped = grouped;
+            let new = NewOccurrence {
+                key: &occurrence.key,
+                issue_id: &grouped.id,
+                fingerprint: &grouped.fingerprint,
+                title: &grouped.title,
+                error_type: &occurrence.candidate.error_type,
+                culprit: &grouped.culprit,
+                stack: &grouped.frames,
+                sources: occurrence.sources,
+                sample,
+                members: &occurrence.members,
+                service: &occurrence.candidate.service,
+                environment: &occurrence.candidate.environment,
+                version: &occurrence.candidate.version,
+            };
+            let sample_json = sampled[index].then(|| db::sample_json(sample));
+            if !db::insert_occurrence(&tx, &new, sample_json.as_deref())? {
+                continue; // counted before (replay)
             }
+            let counted = match issues.entry(grouped.id.clone()) {
+                Entry::Occupied(mut state) => state.get_mut().add(&new),
+                Entry::Vacant(slot) => match db::load_issue(&tx, &grouped.id)? {
+                    Some(state) => slot.insert(state).add(&new),
+                    None => {
+                        let first = sample_json.unwrap_or_else(|| db::sample_json(sample));
+                        slot.insert(db::insert_issue(&tx, &new, &first)?);
+                        Counted::New
+                    }
+                },
+            };
+            *hourly
+                .entry((grouped.id.clone(), db::hour_of(sample.time_unix_nano)))
+                .or_insert(0) += 1;
+            self.facets
+                .count(&tx, &grouped.id, &sample.attributes, &mut facets)?;
             let kind = match counted {
                 Counted::New => IssueEventKind::NewIssue,
                 Counted::Regressed => IssueEventKind::Regression,
-                Counted::Duplicate | Counted::Repeated => continue,
+                Counted::Repeated => continue,
             };
-            if let Ok(issue) = db::summary(&tx, &grouped.id, now) {
+            let top_frame = grouped.frames.iter().find(|frame| frame.in_app).cloned();
+            changed.push((kind, grouped.id.clone(), top_frame));
+        }
+        for (id, state) in &issues {
+            db::store_issue(&tx, id, state)?;
+        }
+        db::add_hourly(&tx, &hourly)?;
+        db::add_facets(&tx, &facets)?;
+        // events carry the issue as this round leaves it
+        let mut events = Vec::new();
+        for (kind, id, top_frame) in changed {
+            if let Ok(issue) = db::summary(&tx, &id, now) {
                 tracing::info!(issue = %issue.id, event = kind.as_str(), title = %issue.title, "issue event");
                 events.push(IssueEvent {
                     kind,
-                    top_frame: grouped.frames.iter().find(|frame| frame.in_app).cloned(),
+                    top_frame,
                     issue,
                 });
             }
         }
-        db::add_hourly(&tx, &hourly)?;
-        db::add_facets(&tx, &facets)?;
         match tx.commit() {
             Ok(()) => Ok(events),
             Err(error) => {
@@ -478,12 +517,15 @@ impl Grouped {
         }
     }
 
-    fn sample(&self, occurrence: &Decided) -> Sample {
-        let candidate = &occurrence.candidate;
-        let mut attributes = candidate.attributes.clone();
-        for (key, value) in &occurrence.extra_attributes {
-            if !attributes.iter().any(|(existing, _)| existing == key) {
-                attributes.push((key.clone(), value.clone()));
+    /// The occurrence's sample; its attributes, message and ancestors are
+    /// moved out of `occurrence` (grouping has read it already, counting
+    /// reads only its other fields), which spares cloning every attribute.
+    fn take_sample(occurrence: &mut Decided) -> Sample {
+        let candidate = &mut occurrence.candidate;
+        let mut attributes = std::mem::take(&mut candidate.attributes);
+        for (key, value) in std::mem::take(&mut occurrence.extra_attributes) {
+            if !attributes.iter().any(|(existing, _)| *existing == key) {
+                attributes.push((key, value));
             }
         }
         Sample {
@@ -491,9 +533,9 @@ impl Grouped {
             trace_id: candidate.trace_id,
             span_id: candidate.span_id,
             source: candidate.source,
-            message: candidate.message.clone(),
+            message: std::mem::take(&mut candidate.message),
             attributes,
-            ancestors: occurrence.ancestors.clone(),
+            ancestors: std::mem::take(&mut occurrence.ancestors),
         }
     }
 }
@@ -541,6 +583,83 @@ impl IssueStore {
             db::set_status(connection, id, status, resolved_in_version, now_unix_nano())
         })
     }
+}
+
+/// What grouping reads of a candidate: equal keys group identically.
+type GroupKey<'a> = (
+    bool,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+);
+
+fn group_key(candidate: &Candidate) -> GroupKey<'_> {
+    (
+        candidate.kind == CandidateKind::StatusOnly,
+        &candidate.service,
+        &candidate.environment,
+        &candidate.error_type,
+        &candidate.message,
+        &candidate.stack,
+        &candidate.operation,
+        candidate.fingerprint_override.as_deref(),
+    )
+}
+
+/// Each occurrence's grouping and sample. Occurrences of one round mostly
+/// repeat a few errors, so a grouping (stack parse, normalization,
+/// fingerprint hash) is computed once per distinct input and shared.
+fn group_round(decided: &mut [Decided]) -> Vec<(Rc<Grouped>, Sample)> {
+    let mut known: HashMap<GroupKey<'_>, Rc<Grouped>> = HashMap::new();
+    let groups: Vec<Rc<Grouped>> = decided
+        .iter()
+        .map(|occurrence| {
+            known
+                .entry(group_key(&occurrence.candidate))
+                .or_insert_with(|| Rc::new(Grouped::new(occurrence)))
+                .clone()
+        })
+        .collect();
+    drop(known);
+    groups
+        .into_iter()
+        .zip(decided.iter_mut())
+        .map(|(grouped, occurrence)| (grouped, Grouped::take_sample(occurrence)))
+        .collect()
+}
+
+/// Samples kept per issue and round: the detail view shows the first
+/// occurrence and the latest 20, so an occurrence with 21 newer ones of
+/// its issue in the same round can never be shown (rows only grow newer).
+const SAMPLES_PER_ROUND: usize = 21;
+
+/// Which occurrences of a round keep their sample: per issue, the
+/// [`SAMPLES_PER_ROUND`] newest in the detail view's order (time
+/// descending, then key).
+fn newest_per_issue(decided: &[Decided], grouped: &[(Rc<Grouped>, Sample)]) -> Vec<bool> {
+    let mut by_issue: HashMap<&IssueId, Vec<usize>> = HashMap::new();
+    for (index, (grouped, _)) in grouped.iter().enumerate() {
+        by_issue.entry(&grouped.id).or_default().push(index);
+    }
+    let mut keep = vec![false; decided.len()];
+    for indices in by_issue.values_mut() {
+        if indices.len() > SAMPLES_PER_ROUND {
+            indices.sort_by(|a, b| {
+                let time = |index: &usize| db::to_i64(grouped[*index].1.time_unix_nano);
+                time(b)
+                    .cmp(&time(a))
+                    .then_with(|| decided[*a].key.cmp(&decided[*b].key))
+            });
+        }
+        for index in indices.iter().take(SAMPLES_PER_ROUND) {
+            keep[*index] = true;
+        }
+    }
+    keep
 }
 
 /// Whether `tree` knows the whole parent chain of every candidate's span:

@@ -175,3 +175,86 @@ fn test_a_lone_candidate_is_decided_without_reading_its_trace() {
     run(&mut tracker, vec![exception(1, 9, "order 1 failed", "1.0")]);
     assert_eq!(read_count(), 3);
 }
+
+/// Occurrences of one issue with their own times, versions and messages.
+fn burst(first_trace: u64, count: u64, base: u64) -> Vec<Candidate> {
+    (0..count)
+        .map(|index| {
+            let trace = first_trace + index;
+            // versions and times out of order, as replays and late spans come
+            let version = ["1.0", "2.1", "", "1.5"][(index % 4) as usize];
+            let mut candidate = exception(trace, 1, &format!("order {trace} failed"), version);
+            // after the resolution below, in an order of its own
+            candidate.time_unix_nano = base - (index * 7_919 % 101) * 1_000_000;
+            candidate
+        })
+        .collect()
+}
+
+/// Feeds `rounds` (each decided in one settle round) into a fresh tracker
+/// whose issue was resolved in 2.0 after a first occurrence; returns the
+/// events and the issue as the API shows it.
+fn resolved_then(
+    rounds: &[Vec<Candidate>],
+    base: u64,
+) -> (Vec<IssueEventKind>, ashiato_errors::IssueDetail) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("errors.sqlite");
+    let mut tracker = Tracker::open(&path, Duration::from_secs(1), Box::new(NoStore)).unwrap();
+    let store = IssueStore::open(&path).unwrap();
+    let mut first = exception(1, 1, "order 1 failed", "1.0");
+    first.time_unix_nano = base - 1_000_000_000;
+    run(&mut tracker, vec![first]);
+    let id = store
+        .list(&IssueFilter {
+            limit: 1,
+            ..IssueFilter::default()
+        })
+        .unwrap()[0]
+        .id
+        .clone();
+    store
+        .set_status(&id, IssueStatus::Resolved, Some("2.0"))
+        .unwrap();
+    let mut events = Vec::new();
+    for round in rounds {
+        events.extend(run(&mut tracker, round.clone()));
+    }
+    let mut detail = store.get(&id).unwrap();
+    detail.summary.hourly_24h.clear();
+    detail.hourly_14d.clear();
+    (events, detail)
+}
+
+#[test]
+fn test_a_round_counts_like_one_occurrence_at_a_time() {
+    // an hour ahead: after the resolution, whenever the test runs
+    let base = ashiato_errors::now_unix_nano() + 3_600_000_000_000;
+    let candidates = burst(100, 60, base);
+    // one round per occurrence, in the order a round decides them
+    let mut sorted = candidates.clone();
+    sorted.sort_by_key(|candidate| candidate.trace_id);
+    let one_by_one: Vec<Vec<Candidate>> = sorted.into_iter().map(|c| vec![c]).collect();
+    let (events_one, detail_one) = resolved_then(&one_by_one, base);
+    let (events_round, detail_round) = resolved_then(&[candidates], base);
+    assert_eq!(events_one, [IssueEventKind::Regression]);
+    assert_eq!(events_round, events_one);
+    assert_eq!(detail_round.summary.count, 61);
+    assert_eq!(detail_round.summary.status, IssueStatus::Open);
+    assert!(detail_round.summary.regressed);
+    // the same issue, the same 21 samples (first + latest 20), fewer written
+    assert_eq!(detail_round.samples.len(), 21);
+    assert_eq!(detail_round, detail_one);
+
+    // a later round of older occurrences changes counts, not the samples
+    let older: Vec<Candidate> = burst(500, 30, base)
+        .into_iter()
+        .map(|mut candidate| {
+            candidate.time_unix_nano -= 500_000_000;
+            candidate
+        })
+        .collect();
+    let (_, later) = resolved_then(&[burst(100, 60, base), older], base);
+    assert_eq!(later.summary.count, 91);
+    assert_eq!(later.samples, detail_one.samples);
+}
