@@ -60,7 +60,11 @@ const CHANNEL_BATCHES: usize = 1_024;
 /// How often the watermark is recorded.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Due traces are decided at most this often (one transaction per tick).
-const SETTLE_TICK: Duration = Duration::from_millis(100);
+/// A round writes each touched issue, hour and facet value once, so longer
+/// ticks mean fewer writes per occurrence (at 100 ms, facet upserts were
+/// most of the tracker's SQLite time); half a second is small beside the
+/// settling window.
+const SETTLE_TICK: Duration = Duration::from_millis(500);
 /// How often old occurrence rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
