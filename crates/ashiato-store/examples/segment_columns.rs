@@ -1,0 +1,76 @@
+//! Where the bytes of sealed segments go: compressed and uncompressed size
+//! of every column, summed over the column chunks of all span (or log)
+//! segments of a data directory, from the Parquet footers alone.
+//!
+//! `cargo run --release -p ashiato-store --example segment_columns -- DATA_DIR [spans|logs]`
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fs::File;
+use std::path::PathBuf;
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+#[derive(Default)]
+struct ColumnBytes {
+    compressed: i64,
+    uncompressed: i64,
+    encodings: String,
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: DATA_DIR [spans|logs]")?);
+    let kind = std::env::args().nth(2).unwrap_or_else(|| "spans".to_owned());
+    let mut columns: BTreeMap<usize, (String, ColumnBytes)> = BTreeMap::new();
+    let mut rows = 0i64;
+    let mut file_bytes = 0u64;
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.join("segments"))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with(&format!("{kind}-")) || !name.ends_with(".parquet") {
+            continue;
+        }
+        files += 1;
+        file_bytes += std::fs::metadata(&path)?.len();
+        let reader = SerializedFileReader::new(File::open(&path)?)?;
+        for group in reader.metadata().row_groups() {
+            rows += group.num_rows();
+            for (index, chunk) in group.columns().iter().enumerate() {
+                let (_, bytes) = columns
+                    .entry(index)
+                    .or_insert_with(|| (chunk.column_path().string(), ColumnBytes::default()));
+                bytes.compressed += chunk.compressed_size();
+                bytes.uncompressed += chunk.uncompressed_size();
+                if bytes.encodings.is_empty() {
+                    bytes.encodings = format!("{:?}", chunk.encodings().collect::<Vec<_>>());
+                }
+            }
+        }
+    }
+    let per_row = |bytes: i64| bytes as f64 / rows.max(1) as f64;
+    println!("{files} {kind} segments, {rows} rows, {file_bytes} bytes on disk");
+    println!(
+        "{:<16} {:>12} {:>10} {:>12} {:>10}  encodings",
+        "column", "compressed", "B/row", "raw", "raw B/row"
+    );
+    let mut total = 0;
+    for (name, bytes) in columns.values() {
+        total += bytes.compressed;
+        println!(
+            "{name:<16} {:>12} {:>10.2} {:>12} {:>10.2}  {}",
+            bytes.compressed,
+            per_row(bytes.compressed),
+            bytes.uncompressed,
+            per_row(bytes.uncompressed),
+            bytes.encodings
+        );
+    }
+    println!(
+        "{:<16} {total:>12} {:>10.2}   (file: {:.2} B/row)",
+        "all columns",
+        per_row(total),
+        file_bytes as f64 / rows.max(1) as f64
+    );
+    Ok(())
+}
