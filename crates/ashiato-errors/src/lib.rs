@@ -33,11 +33,12 @@
 //! release build): the fast path is about 20 ns a span; a span with an
 //! error costs 1 to 3 µs to extract (its attributes and stack are copied),
 //! so with 5 % error spans extraction adds roughly 60 to 170 ns a span to
-//! ingest. The tracker thread spends about 25 µs of CPU per counted
-//! occurrence (SQLite: the idempotency insert, the issue update, batched
-//! hourly and facet upserts, one commit per 100 ms tick), off the ingest
-//! path; nested spans of one failure count once, so occurrences are fewer
-//! than error spans.
+//! ingest. The tracker thread (measured with the benchmark harness at 5 %
+//! error spans, `docs/benchmarks.md` item 7) spends about 40 µs of CPU per
+//! error span, off the ingest path: about half SQLite (the idempotency row,
+//! one commit per 500 ms round with each touched issue, hour and facet
+//! value written once), a quarter freeing the candidates. Nested spans of
+//! one failure count once, so occurrences are fewer than error spans.
 //!
 //! This crate knows the model and SQLite only: no HTTP, no store (the
 //! server implements [`TraceSource`] over the store).
