@@ -263,13 +263,21 @@ fn decode(
     body: &[u8],
     limit: usize,
 ) -> Result<Batch, HttpIngestError> {
-    let plain = decompress(compression, body, limit).map_err(|error| match error {
-        DecompressError::TooLarge { limit } => HttpIngestError::TooLarge { limit },
-        DecompressError::Corrupt(reason) => HttpIngestError::CorruptCompression(reason),
-    })?;
+    let decompressed;
+    let plain: &[u8] = if compression == Compression::Identity && body.len() <= limit {
+        // already within the limit (read_body enforced it): decode in place
+        // rather than copying the whole body
+        body
+    } else {
+        decompressed = decompress(compression, body, limit).map_err(|error| match error {
+            DecompressError::TooLarge { limit } => HttpIngestError::TooLarge { limit },
+            DecompressError::Corrupt(reason) => HttpIngestError::CorruptCompression(reason),
+        })?;
+        &decompressed
+    };
     Ok(match signal {
-        Signal::Traces => Batch::Spans(decode_traces(&plain, format)?),
-        Signal::Logs => Batch::Logs(decode_logs(&plain, format)?),
-        Signal::Metrics => Batch::MetricPoints(count_metric_points(&plain, format)?),
+        Signal::Traces => Batch::Spans(decode_traces(plain, format)?),
+        Signal::Logs => Batch::Logs(decode_logs(plain, format)?),
+        Signal::Metrics => Batch::MetricPoints(count_metric_points(plain, format)?),
     })
 }

@@ -48,12 +48,6 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn with_capacity(capacity: usize) -> Encoder {
-        Encoder {
-            buf: Vec::with_capacity(capacity),
-        }
-    }
-
     pub fn u64(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.buf.push((value as u8) | 0x80);

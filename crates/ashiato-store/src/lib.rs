@@ -377,6 +377,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Bytes to reserve for a batch's WAL record, from its estimated memtable
+/// size: the codec packs ids and numbers and has no per-allocation
+/// overhead, so a record takes about a third of that estimate; half of it
+/// is enough that the buffer is never regrown (each regrowth copied the
+/// whole record so far).
+fn record_capacity(memory: u64) -> usize {
+    usize::try_from(memory / 2).unwrap_or(usize::MAX)
+}
+
 /// How long clients are told to wait when the store is overloaded.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Poll interval while waiting for memtable memory to be released.
@@ -474,11 +483,13 @@ impl Store {
         if spans.is_empty() {
             return Ok(());
         }
-        let mut encoder = Encoder::with_capacity(spans.len() * 256);
+        let memory = memtable::spans_memory(&spans);
+        let mut encoder = Encoder {
+            buf: wal::record_buffer(record_capacity(memory)),
+        };
         codec::encode_spans(&spans, &mut encoder);
         let record =
-            wal::frame(RecordKind::Spans, &encoder.buf).ok_or(StoreError::BatchTooLarge)?;
-        let memory = memtable::spans_memory(&spans);
+            wal::finish_record(RecordKind::Spans, encoder.buf).ok_or(StoreError::BatchTooLarge)?;
         self.append(record, memory, Batch::Spans(spans)).await
     }
 
@@ -487,10 +498,13 @@ impl Store {
         if logs.is_empty() {
             return Ok(());
         }
-        let mut encoder = Encoder::with_capacity(logs.len() * 256);
-        codec::encode_logs(&logs, &mut encoder);
-        let record = wal::frame(RecordKind::Logs, &encoder.buf).ok_or(StoreError::BatchTooLarge)?;
         let memory = memtable::logs_memory(&logs);
+        let mut encoder = Encoder {
+            buf: wal::record_buffer(record_capacity(memory)),
+        };
+        codec::encode_logs(&logs, &mut encoder);
+        let record =
+            wal::finish_record(RecordKind::Logs, encoder.buf).ok_or(StoreError::BatchTooLarge)?;
         self.append(record, memory, Batch::Logs(logs)).await
     }
 

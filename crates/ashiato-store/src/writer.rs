@@ -137,12 +137,8 @@ impl Writer {
             return;
         }
         self.gate.wait_open();
-        let total: usize = commits.iter().map(|c| c.record.len()).sum();
-        let mut buffer = Vec::with_capacity(total);
-        for commit in &commits {
-            buffer.extend_from_slice(&commit.record);
-        }
-        if let Err(failure) = self.wal.append_and_sync(&buffer) {
+        let records: Vec<&[u8]> = commits.iter().map(|c| c.record.as_slice()).collect();
+        if let Err(failure) = self.wal.append_and_sync(&records) {
             error!(error = %failure, "wal write failed, rejecting batches");
             let message = failure.to_string();
             for commit in commits {
