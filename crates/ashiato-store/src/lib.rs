@@ -378,10 +378,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Bytes to reserve for a batch's WAL record, from its estimated memtable
-/// size: the codec packs ids and numbers and has no per-allocation
-/// overhead, so a record takes about a third of that estimate; half of it
-/// is enough that the buffer is never regrown (each regrowth copied the
-/// whole record so far).
+/// size: the codec packs ids and numbers and has no per-allocation or
+/// struct overhead, so for spans of many short attributes a record is well
+/// under half of that estimate and the buffer is never regrown (each
+/// regrowth copied the whole record so far); long string values approach
+/// one to one and may cost one regrowth.
 fn record_capacity(memory: u64) -> usize {
     usize::try_from(memory / 2).unwrap_or(usize::MAX)
 }
