@@ -786,7 +786,11 @@ mod tests {
             a.merge(&b);
             let expected = reference(&[left, right].concat());
             assert_eq!(a.buckets().collect::<BTreeMap<_, _>>(), expected);
-            assert!(a.packed.windows(2).all(|w| w[0] >> COUNT_BITS < w[1] >> COUNT_BITS));
+            assert!(
+                a.packed
+                    .windows(2)
+                    .all(|w| w[0] >> COUNT_BITS < w[1] >> COUNT_BITS)
+            );
             assert_eq!(a.count(), (left.len() + right.len()) as u64);
         }
         let mut full = Histogram::default();
