@@ -19,8 +19,14 @@ struct ColumnBytes {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: DATA_DIR [spans|logs]")?);
-    let kind = std::env::args().nth(2).unwrap_or_else(|| "spans".to_owned());
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: DATA_DIR [spans|logs]")?,
+    );
+    let kind = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "spans".to_owned());
     let mut columns: BTreeMap<usize, (String, ColumnBytes)> = BTreeMap::new();
     let mut rows = 0i64;
     let mut file_bytes = 0u64;
