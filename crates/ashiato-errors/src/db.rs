@@ -11,7 +11,8 @@
 //!   also feeds the latest samples;
 //! - `hourly`: counts per issue and hour; `facets`: counts per issue,
 //!   attribute key and value (at most [`MAX_FACET_VALUES`] values a key);
-//! - `meta`: the watermark (unix nanos) below which everything was decided.
+//! - `meta`: the watermark (unix nanos) below which everything was decided,
+//!   and whether the last run stopped cleanly.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -454,6 +455,29 @@ pub fn set_watermark(connection: &Connection, unix_nano: u64) -> Result<(), Erro
              ON CONFLICT (key) DO UPDATE SET value = ?1",
         )?
         .execute([to_i64(unix_nano)])?;
+    Ok(())
+}
+
+/// Whether the last run stopped with everything it received decided (see
+/// `Tracker::stop_cleanly`).
+pub fn clean_stop(connection: &Connection) -> Result<bool, ErrorsDbError> {
+    let value: Option<i64> = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'clean_stop'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(value == Some(1))
+}
+
+pub fn set_clean_stop(connection: &Connection, clean: bool) -> Result<(), ErrorsDbError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('clean_stop', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = ?1",
+        )?
+        .execute([i64::from(clean)])?;
     Ok(())
 }
 

@@ -258,3 +258,46 @@ fn test_a_round_counts_like_one_occurrence_at_a_time() {
     assert_eq!(later.summary.count, 91);
     assert_eq!(later.samples, detail_one.samples);
 }
+
+#[test]
+fn test_only_a_clean_stop_spares_the_next_recovery_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("errors.sqlite");
+    let open = || Tracker::open(&path, Duration::from_secs(1), Box::new(NoStore)).unwrap();
+
+    // first start: everything stored is scanned
+    let mut tracker = open();
+    assert_eq!(tracker.recovery_since().unwrap(), Some(0));
+    tracker.set_recovering(false);
+    run(&mut tracker, vec![exception(1, 1, "boom", "1.0.0")]);
+    tracker.stop_cleanly().unwrap();
+    drop(tracker);
+
+    // after a clean stop: nothing to re-derive, and the mark is used up,
+    // so a crash of this run falls back to the watermark
+    let mut tracker = open();
+    assert_eq!(tracker.recovery_since().unwrap(), None);
+    tracker.observe(vec![exception(2, 1, "boom", "1.0.0")], Instant::now());
+    drop(tracker); // killed with a pending trace
+    let mut tracker = open();
+    assert!(
+        tracker
+            .recovery_since()
+            .unwrap()
+            .is_some_and(|since| since > 0)
+    );
+
+    // a stop with something still undecided (recovery unfinished) is not clean
+    tracker.stop_cleanly().unwrap();
+    drop(tracker);
+    let mut tracker = open();
+    assert!(tracker.recovery_since().unwrap().is_some());
+    tracker.set_recovering(false);
+    tracker.stop_cleanly().unwrap();
+    drop(tracker);
+
+    // tracking turned off in between forgets the clean stop
+    Tracker::forget_clean_stop(&path).unwrap();
+    let mut tracker = open();
+    assert!(tracker.recovery_since().unwrap().is_some());
+}

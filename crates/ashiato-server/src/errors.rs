@@ -167,6 +167,9 @@ impl ErrorTracking {
             // the watermark stays where it is, so turning tracking on again
             // scans (and counts) what arrived while it was off
             tracing::info!("error tracking is off");
+            if let Err(error) = Tracker::forget_clean_stop(&path) {
+                tracing::warn!(%error, "resetting the error tracker's clean-stop mark failed");
+            }
             let issues = Arc::new(
                 IssueStore::open(&path)
                     .with_context(|| format!("opening the errors database {}", path.display()))?,
@@ -195,12 +198,17 @@ impl ErrorTracking {
             .spawn(move || run(tracker, receiver, events))
             .context("starting the error tracker thread")?;
         // the scan runs beside the tracker (which keeps serving ingest) and
-        // feeds it through the same channel
-        let recovery_sender = sender.clone();
-        std::thread::Builder::new()
-            .name("ashiato-errors-recovery".to_owned())
-            .spawn(move || recover(&source, since, &recovery_sender))
-            .context("starting the error recovery thread")?;
+        // feeds it through the same channel; after a clean stop there is
+        // nothing to re-derive
+        if let Some(since) = since {
+            let recovery_sender = sender.clone();
+            std::thread::Builder::new()
+                .name("ashiato-errors-recovery".to_owned())
+                .spawn(move || recover(&source, since, &recovery_sender))
+                .context("starting the error recovery thread")?;
+        } else {
+            tracing::info!("error tracker stopped cleanly last time: no recovery scan");
+        }
         Ok(ErrorTracking {
             sender: Some(sender),
             thread: Some(thread),
@@ -291,7 +299,9 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
             last_settle = Instant::now();
         }
         if stop {
-            checkpoint(&mut tracker);
+            if let Err(error) = tracker.stop_cleanly() {
+                tracing::warn!(%error, "recording the error tracker's stop failed");
+            }
             tracing::info!("error tracker stopped");
             return;
         }

@@ -168,6 +168,11 @@ fn test_counts_survive_restart_and_crash_exactly() {
     wait_for_issue(&server, "ValueError", 3);
     server.restart();
     wait_for_issue(&server, "ValueError", 3);
+    assert!(
+        server.stderr().contains("no recovery scan"),
+        "a clean restart should not rescan the store: {}",
+        server.stderr()
+    );
 
     // acknowledged but not yet decided when killed: the recovery scan
     // finds them, the replayed ones are not counted again
