@@ -37,6 +37,7 @@ impl ServerProcess {
             .args(["--otlp-grpc", "127.0.0.1:0"])
             .args(["--otlp-http", "127.0.0.1:0"])
             .args(["--http", "127.0.0.1:0"])
+            .args(["--datadog", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
