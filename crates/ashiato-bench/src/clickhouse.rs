@@ -391,6 +391,8 @@ pub fn insert(
     let connections = connections.max(1);
     let batches = workload.traces.div_ceil(batch_traces.max(1));
     let inserted = Arc::new(AtomicU64::new(0));
+    // batches in order across connections, as for ashiato (see `load`)
+    let next_batch = Arc::new(AtomicU64::new(0));
     let server_cpu_before = procfs::cpu_seconds(clickhouse.pid())?;
     let own_cpu_before = procfs::cpu_seconds(std::process::id())?;
     let url = format!(
@@ -399,14 +401,18 @@ pub fn insert(
     );
     let began = Instant::now();
     let mut workers = Vec::new();
-    for connection in 0..connections {
+    for _ in 0..connections {
         let clickhouse = Arc::clone(clickhouse);
         let inserted = Arc::clone(&inserted);
         let url = url.clone();
+        let next_batch = Arc::clone(&next_batch);
         workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
             let mut body = Vec::new();
-            let mut batch = connection as u64;
-            while batch < batches {
+            loop {
+                let batch = next_batch.fetch_add(1, Ordering::Relaxed);
+                if batch >= batches {
+                    break;
+                }
                 body.clear();
                 let spans = workload.batch(batch * batch_traces, batch_traces);
                 for span in &spans {
@@ -414,7 +420,6 @@ pub fn insert(
                 }
                 clickhouse.post(&url, &body)?;
                 inserted.fetch_add(spans.len() as u64, Ordering::Relaxed);
-                batch += connections as u64;
             }
             Ok(())
         }));

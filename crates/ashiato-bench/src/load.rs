@@ -2,8 +2,14 @@
 //! HTTP/protobuf and gRPC), each generating its share of batches and
 //! exporting them one at a time, waiting for the acknowledgement.
 //!
-//! Batch `b` (traces `b*batch..`) goes to connection `b % connections`, so
-//! the spans sent do not depend on scheduling.
+//! Connections take the next batch from a shared counter, so batches are
+//! sent in order (as spans of a live system arrive in roughly the order
+//! they happen) and no connection drifts ahead in data time; batch `b`
+//! always holds traces `b*batch..`, so the spans sent do not depend on
+//! scheduling, only which connection (and protocol) carries them does.
+//! (A fixed `b % connections` share let the connections drift minutes of
+//! data time apart over a long run, which made every sealed segment cover
+//! several minutes of overlapping span time; a live source does not.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +49,7 @@ pub fn run(
     let connections = connections.max(1);
     let batches = workload.traces.div_ceil(batch_traces.max(1));
     let acknowledged = Arc::new(AtomicU64::new(0));
+    let next_batch = Arc::new(AtomicU64::new(0));
     let server_cpu_before = procfs::cpu_seconds(server.pid())?;
     let own_cpu_before = procfs::cpu_seconds(std::process::id())?;
     let began = Instant::now();
@@ -59,17 +66,20 @@ pub fn run(
             Sender::http(&server.otlp_http)
         };
         let acknowledged = Arc::clone(&acknowledged);
+        let next_batch = Arc::clone(&next_batch);
         workers.push(std::thread::spawn(move || -> anyhow::Result<u64> {
             let mut overloaded = 0;
-            let mut batch = connection as u64;
-            while batch < batches {
+            loop {
+                let batch = next_batch.fetch_add(1, Ordering::Relaxed);
+                if batch >= batches {
+                    break;
+                }
                 let spans = workload.batch(batch * batch_traces, batch_traces);
                 let request = otlp::export_request(&spans, batch);
                 overloaded += sender
                     .export(&request)
                     .with_context(|| format!("{} export", sender.protocol()))?;
                 acknowledged.fetch_add(spans.len() as u64, Ordering::Relaxed);
-                batch += connections as u64;
             }
             Ok(overloaded)
         }));
