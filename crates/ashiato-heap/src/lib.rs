@@ -9,8 +9,8 @@
 //! [`release_free_memory`] does.
 //!
 //! This is the only crate of the workspace that allows `unsafe` (the
-//! workspace forbids it): one FFI call, without arguments that could be
-//! wrong. On other platforms or C libraries the functions do nothing.
+//! workspace forbids it): two FFI calls (`malloc_trim`, `sysconf`), without
+//! arguments that could be wrong. On other platforms or C libraries the functions do nothing.
 
 /// Returns the allocator's free memory to the operating system. Costs a
 /// walk of the allocator's free lists (well under a millisecond on an idle
@@ -36,11 +36,26 @@ pub fn release_free_memory_above(limit: u64) {
 pub fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * PAGE_BYTES)
+    Some(pages.saturating_mul(page_bytes()))
 }
 
-/// Linux reports `statm` in pages; every platform ashiato runs on uses 4 KiB.
-const PAGE_BYTES: u64 = 4096;
+/// `statm` counts pages, which are not 4 KiB everywhere (64 KiB on some
+/// arm64 distributions).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn page_bytes() -> u64 {
+    // SAFETY: sysconf reads a constant of the running system; no pointers.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|&size| size > 0)
+        .unwrap_or(4096)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn page_bytes() -> u64 {
+    4096
+}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
