@@ -349,19 +349,35 @@ fn blobs<T>(
     Ok(builder.finish())
 }
 
+/// An encoded resource or scope, shared by the rows that carry it.
+type Blob = Arc<Vec<u8>>;
+
+/// The encoded resource and scope of each row, one encoding per distinct
+/// `Arc` (spans and logs of one batch share them).
+fn shared_blobs<T>(
+    rows: &[&T],
+    parts: impl Fn(&T) -> (&Arc<Resource>, &Arc<Scope>),
+    resources: &mut BlobCache<Resource>,
+    scopes: &mut BlobCache<Scope>,
+) -> (Vec<Blob>, Vec<Blob>) {
+    rows.iter()
+        .map(|row| {
+            let (resource, scope) = parts(row);
+            (
+                resources.get(resource, |e, r| e.resource(r)),
+                scopes.get(scope, |e, s| e.scope(s)),
+            )
+        })
+        .unzip()
+}
+
 fn span_batch(
     spans: &[&Span],
     resources: &mut BlobCache<Resource>,
     scopes: &mut BlobCache<Scope>,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let resource_blobs: Vec<Arc<Vec<u8>>> = spans
-        .iter()
-        .map(|s| resources.get(&s.resource, |e, r| e.resource(r)))
-        .collect();
-    let scope_blobs: Vec<Arc<Vec<u8>>> = spans
-        .iter()
-        .map(|s| scopes.get(&s.scope, |e, r| e.scope(r)))
-        .collect();
+    let (resource_blobs, scope_blobs) =
+        shared_blobs(spans, |s| (&s.resource, &s.scope), resources, scopes);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(FixedSizeBinaryArray::try_from_iter(
             spans.iter().map(|s| s.trace_id.0),
@@ -444,14 +460,8 @@ fn log_batch(
     resources: &mut BlobCache<Resource>,
     scopes: &mut BlobCache<Scope>,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let resource_blobs: Vec<Arc<Vec<u8>>> = logs
-        .iter()
-        .map(|l| resources.get(&l.resource, |e, r| e.resource(r)))
-        .collect();
-    let scope_blobs: Vec<Arc<Vec<u8>>> = logs
-        .iter()
-        .map(|l| scopes.get(&l.scope, |e, r| e.scope(r)))
-        .collect();
+    let (resource_blobs, scope_blobs) =
+        shared_blobs(logs, |l| (&l.resource, &l.scope), resources, scopes);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             logs.iter().map(|l| l.service_name()),
