@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use crate::payloads::{MakePayload, Payload, Payloads};
 use crate::procfs;
 use crate::queries::{AttributeSearch, OperationSearch, QueryTarget, SEARCH_LIMIT};
 use crate::workload::{self, GenSpan, Value, Workload};
@@ -387,9 +388,23 @@ pub fn insert(
     workload: Workload,
     connections: usize,
     batch_traces: u64,
+    pregenerate: bool,
 ) -> anyhow::Result<InsertResult> {
     let connections = connections.max(1);
-    let batches = workload.traces.div_ceil(batch_traces.max(1));
+    let batch_traces = batch_traces.max(1);
+    let batches = workload.traces.div_ceil(batch_traces);
+    let make: MakePayload = Arc::new(move |batch| {
+        let spans = workload.batch(batch * batch_traces, batch_traces);
+        let mut body = Vec::new();
+        for span in &spans {
+            row_json(span, batch, &mut body)?;
+        }
+        Ok(Payload {
+            body: body.into(),
+            spans: spans.len() as u64,
+        })
+    });
+    let payloads = Payloads::prepare(batches, make, pregenerate)?;
     let inserted = Arc::new(AtomicU64::new(0));
     // batches in order across connections, as for ashiato (see `load`)
     let next_batch = Arc::new(AtomicU64::new(0));
@@ -406,20 +421,16 @@ pub fn insert(
         let inserted = Arc::clone(&inserted);
         let url = url.clone();
         let next_batch = Arc::clone(&next_batch);
+        let payloads = payloads.clone();
         workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut body = Vec::new();
             loop {
                 let batch = next_batch.fetch_add(1, Ordering::Relaxed);
-                if batch >= batches {
+                if batch >= payloads.batches() {
                     break;
                 }
-                body.clear();
-                let spans = workload.batch(batch * batch_traces, batch_traces);
-                for span in &spans {
-                    row_json(span, batch, &mut body)?;
-                }
-                clickhouse.post(&url, &body)?;
-                inserted.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                let payload = payloads.get(batch)?;
+                clickhouse.post(&url, &payload.body)?;
+                inserted.fetch_add(payload.spans, Ordering::Relaxed);
             }
             Ok(())
         }));

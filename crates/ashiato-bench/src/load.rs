@@ -1,6 +1,7 @@
 //! The ingest phase: several concurrent OTLP connections (alternating
-//! HTTP/protobuf and gRPC), each generating its share of batches and
-//! exporting them one at a time, waiting for the acknowledgement.
+//! HTTP/protobuf and gRPC), each exporting batches one at a time and
+//! waiting for the acknowledgement. The batches' bodies are made before the
+//! clock starts unless `--live-generation` (see `payloads`).
 //!
 //! Connections take the next batch from a shared counter, so batches are
 //! sent in order (as spans of a live system arrive in roughly the order
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::otlp::{self, Sender};
+use crate::payloads::{MakePayload, Payload, Payloads};
 use crate::procfs;
 use crate::server::ServerProcess;
 use crate::workload::Workload;
@@ -45,9 +47,19 @@ pub fn run(
     connections: usize,
     batch_traces: u64,
     protocols: Protocols,
+    pregenerate: bool,
 ) -> anyhow::Result<IngestResult> {
     let connections = connections.max(1);
-    let batches = workload.traces.div_ceil(batch_traces.max(1));
+    let batch_traces = batch_traces.max(1);
+    let batches = workload.traces.div_ceil(batch_traces);
+    let make: MakePayload = Arc::new(move |batch| {
+        let spans = workload.batch(batch * batch_traces, batch_traces);
+        Ok(Payload {
+            body: otlp::encode(&otlp::export_request(&spans, batch)),
+            spans: spans.len() as u64,
+        })
+    });
+    let payloads = Payloads::prepare(batches, make, pregenerate)?;
     let acknowledged = Arc::new(AtomicU64::new(0));
     let next_batch = Arc::new(AtomicU64::new(0));
     let server_cpu_before = procfs::cpu_seconds(server.pid())?;
@@ -67,19 +79,19 @@ pub fn run(
         };
         let acknowledged = Arc::clone(&acknowledged);
         let next_batch = Arc::clone(&next_batch);
+        let payloads = payloads.clone();
         workers.push(std::thread::spawn(move || -> anyhow::Result<u64> {
             let mut overloaded = 0;
             loop {
                 let batch = next_batch.fetch_add(1, Ordering::Relaxed);
-                if batch >= batches {
+                if batch >= payloads.batches() {
                     break;
                 }
-                let spans = workload.batch(batch * batch_traces, batch_traces);
-                let request = otlp::export_request(&spans, batch);
+                let payload = payloads.get(batch)?;
                 overloaded += sender
-                    .export(&request)
+                    .export(&payload.body)
                     .with_context(|| format!("{} export", sender.protocol()))?;
-                acknowledged.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                acknowledged.fetch_add(payload.spans, Ordering::Relaxed);
             }
             Ok(overloaded)
         }));

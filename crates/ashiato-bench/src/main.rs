@@ -11,6 +11,7 @@
 mod clickhouse;
 mod load;
 mod otlp;
+mod payloads;
 mod procfs;
 mod queries;
 mod report;
@@ -82,6 +83,11 @@ struct Args {
     /// `--server-arg=--error-tracking=off` to measure what error tracking costs
     #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Generate and encode each batch while sending it, on the same cores
+    /// as the server (default: every request body is made before the timed
+    /// phase, so the load generator only sends bytes)
+    #[arg(long)]
+    live_generation: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -175,6 +181,7 @@ fn bench_ashiato(
         args.connections,
         batch_traces,
         args.protocols,
+        !args.live_generation,
     )?;
     eprintln!(
         "ashiato: {} spans in {:.1?} ({:.0} spans/s)",
@@ -245,7 +252,7 @@ fn ack_to_queryable(server: &ServerProcess, seed: u64) -> anyhow::Result<(f64, f
     let mut samples = Vec::new();
     for index in 0..probes.traces {
         let spans = probes.trace(index);
-        sender.export(&otlp::export_request(&spans, index))?;
+        sender.export(&otlp::encode(&otlp::export_request(&spans, index)))?;
         samples.push(api.wait_for_trace(&probes.trace_id(index), spans.len())?);
     }
     samples.sort();
@@ -289,6 +296,7 @@ fn bench_clickhouse(
         workload,
         args.clickhouse_connections,
         batch_traces,
+        !args.live_generation,
     )?;
     eprintln!(
         "clickhouse: {} spans in {:.1?}",
