@@ -150,9 +150,9 @@ fn unindexed_keys(sample: &[&Span]) -> Vec<String> {
     keys
 }
 
-/// Spans whose attributes are read from memory before any is hashed: about
-/// 300 KiB of the benchmark workload, well inside a core's L2 cache.
-const WARM_SPANS: usize = 256;
+/// Attribute lists (of spans or resources) read from memory before any is
+/// hashed: about 300 KiB of the benchmark workload, well inside L2 cache.
+const WARM_LISTS: usize = 256;
 
 /// Reads the attribute lists of `lists` and the first byte of every key
 /// and string value, so the cache misses of all of them overlap.
@@ -181,45 +181,40 @@ fn warm(lists: &[&[KeyValue]]) {
 /// The bloom filter of one block of rows.
 fn block_bloom(block: &[&Span], unindexed: &[String]) -> Sbbf {
     let indexed = |kv: &KeyValue| !unindexed.contains(&kv.key);
-    // Spans share their batch's resource: index each one once per block.
-    let mut seen: HashSet<*const Resource> = HashSet::new();
-    let mut resources: Vec<&Arc<Resource>> = Vec::new();
-    // Gathered first, in a loop short enough that the misses on the spans
-    // themselves overlap.
+    // Gathered in loops short enough that the misses on the spans, and then
+    // on their resources, overlap.
     let gathered: Vec<(&[KeyValue], &Arc<Resource>)> = block
         .iter()
         .map(|span| (span.attributes.as_slice(), &span.resource))
         .collect();
-    let mut lists: Vec<&[KeyValue]> = Vec::with_capacity(block.len());
-    let mut upper_bound = 0;
-    for (list, resource) in gathered {
-        lists.push(list);
-        upper_bound += list.len();
-        if seen.insert(Arc::as_ptr(resource)) {
-            resources.push(resource);
-            upper_bound += resource.attributes().len();
-        }
-    }
+    // Spans share their batch's resource: index each one once per block.
+    // (Rows sorted by trace id rarely share a batch, so most are distinct
+    // and read like the spans.)
+    let mut seen: HashSet<*const Resource> = HashSet::new();
+    let resources: Vec<&Arc<Resource>> = gathered
+        .iter()
+        .map(|(_, resource)| *resource)
+        .filter(|resource| seen.insert(Arc::as_ptr(resource)))
+        .collect();
+    let lists: Vec<&[KeyValue]> = gathered
+        .iter()
+        .map(|(list, _)| *list)
+        .chain(resources.iter().map(|resource| resource.attributes()))
+        .collect();
     // Sized for every entry being distinct, then folded to the target rate
     // once the real fill is known.
+    let upper_bound: usize = lists.iter().map(|list| list.len()).sum();
     let mut bloom = Sbbf::new_with_ndv_fpp(upper_bound.max(1) as u64, FPP)
         .unwrap_or_else(|_| Sbbf::new_with_num_of_bytes(32));
     let mut buf = Vec::new();
-    let mut insert = |kv: &KeyValue| {
-        if indexed(kv) && value_entry(&mut buf, &kv.key, &kv.value) {
-            bloom.insert(buf.as_slice());
-        }
-    };
-    for part in lists.chunks(WARM_SPANS) {
+    for part in lists.chunks(WARM_LISTS) {
         warm(part);
-        part.iter()
-            .flat_map(|list| list.iter())
-            .for_each(&mut insert);
+        for kv in part.iter().flat_map(|list| list.iter()) {
+            if indexed(kv) && value_entry(&mut buf, &kv.key, &kv.value) {
+                bloom.insert(buf.as_slice());
+            }
+        }
     }
-    resources
-        .iter()
-        .flat_map(|resource| resource.attributes())
-        .for_each(&mut insert);
     bloom.fold_to_target_fpp(FPP);
     bloom
 }
