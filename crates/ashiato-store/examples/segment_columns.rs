@@ -2,6 +2,9 @@
 //! of every column, summed over the column chunks of all span (or log)
 //! segments of a data directory, from the Parquet footers alone.
 //!
+//! Columns are summed by name (segments may differ in their promoted
+//! attribute columns); a promoted column's line names its attribute key.
+//!
 //! `cargo run --release -p ashiato-store --example segment_columns -- DATA_DIR [spans|logs]`
 
 use std::collections::BTreeMap;
@@ -9,7 +12,11 @@ use std::error::Error;
 use std::fs::File;
 use std::path::PathBuf;
 
+use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+
+/// The Arrow field metadata entry naming a promoted column's attribute key.
+const FIELD_KEY: &str = "ashiato.attribute";
 
 #[derive(Default)]
 struct ColumnBytes {
@@ -27,7 +34,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let kind = std::env::args()
         .nth(2)
         .unwrap_or_else(|| "spans".to_owned());
-    let mut columns: BTreeMap<usize, (String, ColumnBytes)> = BTreeMap::new();
+    // Keyed by first position seen, then name, so the table keeps file order.
+    let mut columns: BTreeMap<(usize, String), ColumnBytes> = BTreeMap::new();
     let mut rows = 0i64;
     let mut file_bytes = 0u64;
     let mut files = 0;
@@ -40,12 +48,27 @@ fn main() -> Result<(), Box<dyn Error>> {
         files += 1;
         file_bytes += std::fs::metadata(&path)?.len();
         let reader = SerializedFileReader::new(File::open(&path)?)?;
+        let file_metadata = reader.metadata().file_metadata();
+        let schema = parquet_to_arrow_schema(
+            file_metadata.schema_descr(),
+            file_metadata.key_value_metadata(),
+        )?;
         for group in reader.metadata().row_groups() {
             rows += group.num_rows();
             for (index, chunk) in group.columns().iter().enumerate() {
-                let (_, bytes) = columns
-                    .entry(index)
-                    .or_insert_with(|| (chunk.column_path().string(), ColumnBytes::default()));
+                let mut name = chunk.column_path().string();
+                if let Some(key) = schema
+                    .field_with_name(&name)
+                    .ok()
+                    .and_then(|field| field.metadata().get(FIELD_KEY))
+                {
+                    name = format!("{name} ({key})");
+                }
+                let position = columns
+                    .keys()
+                    .find(|(_, seen)| *seen == name)
+                    .map_or(index, |(position, _)| *position);
+                let bytes = columns.entry((position, name)).or_default();
                 bytes.compressed += chunk.compressed_size();
                 bytes.uncompressed += chunk.uncompressed_size();
                 if bytes.encodings.is_empty() {
@@ -57,14 +80,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     let per_row = |bytes: i64| bytes as f64 / rows.max(1) as f64;
     println!("{files} {kind} segments, {rows} rows, {file_bytes} bytes on disk");
     println!(
-        "{:<16} {:>12} {:>10} {:>12} {:>10}  encodings",
+        "{:<28} {:>12} {:>10} {:>12} {:>10}  encodings",
         "column", "compressed", "B/row", "raw", "raw B/row"
     );
     let mut total = 0;
-    for (name, bytes) in columns.values() {
+    for ((_, name), bytes) in &columns {
         total += bytes.compressed;
         println!(
-            "{name:<16} {:>12} {:>10.2} {:>12} {:>10.2}  {}",
+            "{name:<28} {:>12} {:>10.2} {:>12} {:>10.2}  {}",
             bytes.compressed,
             per_row(bytes.compressed),
             bytes.uncompressed,
@@ -73,7 +96,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     println!(
-        "{:<16} {total:>12} {:>10.2}   (file: {:.2} B/row)",
+        "{:<28} {total:>12} {:>10.2}   (file: {:.2} B/row)",
         "all columns",
         per_row(total),
         file_bytes as f64 / rows.max(1) as f64

@@ -22,6 +22,12 @@ use ashiato_model::{
 /// OTLP decoders let through, low enough to never exhaust a thread's stack.
 const MAX_DEPTH: usize = 256;
 
+/// In a span segment's `attributes` blob, an entry with an empty key and
+/// this tag stands for an attribute whose value is in a promoted column
+/// (`promoted`); the varint after it is the column's index. No value has
+/// this tag, so the pair never occurs in blobs of older segments.
+pub const PROMOTED_TAG: u8 = 9;
+
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -83,6 +89,13 @@ impl Encoder {
             self.str(&kv.key);
             self.value(&kv.value);
         }
+    }
+
+    /// The stand-in for an attribute kept in promoted column `index`.
+    pub fn promoted_placeholder(&mut self, index: usize) {
+        self.u8(0);
+        self.u8(PROMOTED_TAG);
+        self.u64(index as u64);
     }
 
     pub fn value(&mut self, value: &AttrValue) {
@@ -266,6 +279,29 @@ impl<'a> Decoder<'a> {
         for _ in 0..count {
             let key = self.string()?;
             let value = self.value_at(depth)?;
+            attributes.push(KeyValue { key, value });
+        }
+        Ok(attributes)
+    }
+
+    /// Attributes whose blob may hold promoted placeholders: `promoted`
+    /// gets each placeholder's column index and returns the attribute it
+    /// stands for, or `None` to leave it out.
+    pub fn attrs_with(
+        &mut self,
+        mut promoted: impl FnMut(u64) -> Result<Option<KeyValue>, CodecError>,
+    ) -> Result<Vec<KeyValue>, CodecError> {
+        let count = self.count()?;
+        let mut attributes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let key = self.string()?;
+            if key.is_empty() && self.input.get(self.position) == Some(&PROMOTED_TAG) {
+                self.position += 1;
+                let index = self.u64()?;
+                attributes.extend(promoted(index)?);
+                continue;
+            }
+            let value = self.value_at(0)?;
             attributes.push(KeyValue { key, value });
         }
         Ok(attributes)

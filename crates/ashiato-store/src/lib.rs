@@ -121,6 +121,7 @@ mod catalog;
 mod codec;
 mod memtable;
 mod prefilter;
+mod promoted;
 mod retention;
 mod scan;
 mod sealer;

@@ -10,12 +10,13 @@
 //! 2. for attribute filters, a byte search in the `attributes` and
 //!    `resource` blobs of the rows that passed 1: a row can only match
 //!    `key:value` if a blob holds the codec encoding of `key` followed by a
-//!    value that could equal `value` (see [`AttrNeedles`]).
+//!    value that could equal `value` (see [`AttrNeedles`]). A key with a
+//!    column of its own in the segment (`promoted`) is tested on that
+//!    column instead, exactly (a dictionary's distinct values once), and
+//!    the blobs are searched only for rows without a value there.
 //!
 //! Both are necessary conditions only; `scan` still evaluates the exact
 //! filter on the decoded span, so the results are unchanged.
-
-use std::sync::Arc;
 
 use arrow_array::{
     Array, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt8Array, UInt64Array,
@@ -29,6 +30,7 @@ use parquet::schema::types::SchemaDescriptor;
 
 use crate::SpanFilter;
 use crate::codec::{self, Encoder};
+use crate::promoted::{PromotedArray, Promotion};
 
 /// Value tags whose text form (`to_text`) is not a byte copy of the value:
 /// a match on them cannot be ruled out by searching for the value's bytes.
@@ -143,37 +145,100 @@ fn cheap_predicate(schema: &SchemaDescriptor, filter: &SpanFilter) -> Box<dyn Ar
     }))
 }
 
-fn attribute_predicate(schema: &SchemaDescriptor, filter: &SpanFilter) -> Box<dyn ArrowPredicate> {
-    let needles: Arc<Vec<AttrNeedles>> = Arc::new(
-        filter
-            .attributes
+/// One `key:value` filter as the segment stores the key: in a promoted
+/// column (tested exactly, each distinct dictionary value once) or only in
+/// the blobs (byte needles).
+struct AttrTest {
+    value: String,
+    needles: AttrNeedles,
+    /// The key's promoted column, and whether a null there means the row's
+    /// own attributes lack the key (else the blob may hold it).
+    column: Option<(String, bool)>,
+}
+
+impl AttrTest {
+    fn needs_blob(&self) -> bool {
+        self.column.as_ref().is_none_or(|(_, complete)| !complete)
+    }
+}
+
+fn attribute_predicate(
+    schema: &SchemaDescriptor,
+    filter: &SpanFilter,
+    promotion: &Promotion,
+) -> Box<dyn ArrowPredicate> {
+    let tests: Vec<AttrTest> = filter
+        .attributes
+        .iter()
+        .map(|(key, value)| AttrTest {
+            value: value.clone(),
+            needles: AttrNeedles::new(key, value),
+            column: promotion
+                .get(key)
+                .map(|promoted| (promoted.column.clone(), promoted.complete)),
+        })
+        .collect();
+    let needs_blob = tests.iter().any(AttrTest::needs_blob);
+    let mut names: Vec<&str> = vec!["resource"];
+    if needs_blob {
+        names.push("attributes");
+    }
+    names.extend(
+        tests
             .iter()
-            .map(|(key, value)| AttrNeedles::new(key, value))
-            .collect(),
+            .filter_map(|test| Some(test.column.as_ref()?.0.as_str())),
     );
-    let mask = leaves(schema, &["attributes", "resource"]);
+    let mask = leaves(schema, &names);
     Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-        let attributes = column::<BinaryArray>(&batch, "attributes")?;
+        let own = if needs_blob {
+            Some(column::<BinaryArray>(&batch, "attributes")?)
+        } else {
+            None
+        };
         let resource = column::<BinaryArray>(&batch, "resource")?;
-        Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|row| {
-            let (own, shared) = (attributes.value(row), resource.value(row));
-            Some(
-                needles
-                    .iter()
-                    .all(|needle| needle.may_match(own) || needle.may_match(shared)),
-            )
-        })))
+        let mut keep = vec![true; batch.num_rows()];
+        for test in &tests {
+            let in_column = match &test.column {
+                Some((name, _)) => {
+                    let array = batch
+                        .column_by_name(name)
+                        .and_then(|array| PromotedArray::new(array.as_ref()))
+                        .ok_or_else(|| ArrowError::SchemaError(format!("{name} column type")))?;
+                    Some(array.matches(&test.value))
+                }
+                None => None,
+            };
+            for (row, kept) in keep.iter_mut().enumerate() {
+                if !*kept {
+                    continue;
+                }
+                *kept = match in_column.as_ref().and_then(|matches| matches[row]) {
+                    Some(matched) => matched,
+                    None => {
+                        (test.needs_blob()
+                            && own.is_some_and(|own| test.needles.may_match(own.value(row))))
+                            || test.needles.may_match(resource.value(row))
+                    }
+                };
+            }
+        }
+        Ok(BooleanArray::from(keep))
     }))
 }
 
-/// The row filter for a scan with `filter`; `None` when it selects everything.
-pub fn span_row_filter(schema: &SchemaDescriptor, filter: &SpanFilter) -> Option<RowFilter> {
+/// The row filter for a scan with `filter` of a segment with `promotion`;
+/// `None` when it selects everything.
+pub fn span_row_filter(
+    schema: &SchemaDescriptor,
+    filter: &SpanFilter,
+    promotion: &Promotion,
+) -> Option<RowFilter> {
     let mut predicates = Vec::new();
     if has_cheap_predicate(filter) {
         predicates.push(cheap_predicate(schema, filter));
     }
     if !filter.attributes.is_empty() {
-        predicates.push(attribute_predicate(schema, filter));
+        predicates.push(attribute_predicate(schema, filter, promotion));
     }
     (!predicates.is_empty()).then(|| RowFilter::new(predicates))
 }

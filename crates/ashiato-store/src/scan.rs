@@ -8,8 +8,9 @@ use std::ops::ControlFlow;
 use arrow_array::{Array, BinaryArray, FixedSizeBinaryArray, RecordBatch, UInt64Array};
 use ashiato_model::{KeyValue, LogRecord, Resource, Severity, Span, TraceId, attr_get};
 
-use crate::codec::{self, Decoder};
-use crate::segment::{LogColumns, Segment, SharedParts, SpanColumns, parquet_error};
+use crate::segment::{
+    LogColumns, PromotedColumns, Segment, SharedParts, SpanColumns, parquet_error,
+};
 use crate::{LogFilter, SpanFilter, StoreError};
 
 fn in_range(value: u64, min: Option<u64>, max: Option<u64>) -> bool {
@@ -92,41 +93,62 @@ pub fn scan_span_segment(
 
 /// Visits the trace id and start time of each matching span of one
 /// segment; `Break` when the visitor stopped. The row filters are exact for
-/// every predicate but the attributes, so only the attribute blobs of the
-/// surviving rows are decoded, to test those exactly.
+/// every predicate but the attributes, so only what the attribute test
+/// needs of the surviving rows is read: the promoted columns of the filter
+/// keys, and the blobs when a key may be there.
 pub fn scan_span_segment_starts(
     segment: &Segment,
     filter: &SpanFilter,
     visit: &mut dyn FnMut(TraceId, u64) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>, StoreError> {
-    let with_attributes = !filter.attributes.is_empty();
-    let columns: &[&str] = if with_attributes {
-        &["trace_id", "start_time", "attributes", "resource"]
-    } else {
-        &["trace_id", "start_time"]
-    };
+    let promotion = segment.promotion();
+    let mut columns: Vec<&str> = vec!["trace_id", "start_time"];
+    if !filter.attributes.is_empty() {
+        columns.push("resource");
+        let mut needs_blob = false;
+        for (key, _) in &filter.attributes {
+            match promotion.get(key) {
+                Some(promoted) => {
+                    columns.push(promoted.column.as_str());
+                    needs_blob |= !promoted.complete;
+                }
+                None => needs_blob = true,
+            }
+        }
+        if needs_blob {
+            columns.push("attributes");
+        }
+    }
     let corrupt = |reason: String| parquet_error(&segment.path, reason);
     let mut flow = ControlFlow::Continue(());
     let mut shared = SharedParts::default();
-    segment.for_each_span_batch_of(filter, columns, &mut |batch: &RecordBatch| {
+    segment.for_each_span_batch_of(filter, &columns, &mut |batch: &RecordBatch| {
         let trace_ids = column::<FixedSizeBinaryArray>(batch, "trace_id").map_err(corrupt)?;
         let starts = column::<UInt64Array>(batch, "start_time").map_err(corrupt)?;
-        let blobs = if with_attributes {
+        let promoted =
+            PromotedColumns::new(batch, promotion).map_err(|e| corrupt(e.to_string()))?;
+        let blobs = if filter.attributes.is_empty() {
+            None
+        } else {
             Some((
-                column::<BinaryArray>(batch, "attributes").map_err(corrupt)?,
+                batch
+                    .column_by_name("attributes")
+                    .and_then(|c| c.as_any().downcast_ref::<BinaryArray>()),
                 column::<BinaryArray>(batch, "resource").map_err(corrupt)?,
             ))
-        } else {
-            None
         };
         for row in 0..batch.num_rows() {
             if let Some((attributes, resource)) = blobs {
-                let own = codec::unblob(attributes.value(row), Decoder::attrs)
-                    .map_err(|e| corrupt(e.to_string()))?;
+                let own = match attributes {
+                    Some(blobs) => promoted
+                        .attributes(blobs.value(row), row)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                    None => Vec::new(),
+                };
                 let resource = shared
                     .resource(resource.value(row))
                     .map_err(|e| corrupt(e.to_string()))?;
-                if !attributes_match(filter, &own, &resource) {
+                if !row_attributes_match(filter, &promoted, row, &own, &resource) {
                     continue;
                 }
             }
@@ -142,6 +164,28 @@ pub fn scan_span_segment_starts(
         Ok(true)
     })?;
     Ok(flow)
+}
+
+/// The exact attribute test of one row of a projected batch: a promoted
+/// column's value is the key's first occurrence when present; else the
+/// row's own blob attributes (`own`, placeholders of projected columns
+/// resolved), then the resource.
+fn row_attributes_match(
+    filter: &SpanFilter,
+    promoted: &PromotedColumns<'_>,
+    row: usize,
+    own: &[KeyValue],
+    resource: &Resource,
+) -> bool {
+    filter.attributes.iter().all(|(key, value)| {
+        let in_column = promoted.array(key).and_then(|(_, array)| array.value(row));
+        match in_column {
+            Some(found) => found.matches_text(value),
+            None => attr_get(own, key)
+                .or_else(|| attr_get(resource.attributes(), key))
+                .is_some_and(|found| found.matches_text(value)),
+        }
+    })
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {

@@ -7,20 +7,27 @@
 //! `trace_id` matches (a Parquet row filter). Log segments are sorted by
 //! service then time. Nested parts (attributes, events, links, resource,
 //! scope) are blobs in ashiato's own codec; repeated resource/scope blobs
-//! collapse under Parquet dictionary encoding, the rest under zstd.
+//! collapse under Parquet dictionary encoding, the rest under zstd. A span
+//! segment's frequent attribute keys get nullable columns of their own
+//! (`attr.<n>`, see `promoted`), and the attributes blob keeps a
+//! placeholder where each of them was, so attributes read back in order.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::BinaryBuilder;
+use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch,
-    StringArray, UInt8Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, FixedSizeBinaryArray, Int64Array,
+    RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use ashiato_model::{LogRecord, Resource, Scope, Span, SpanId, Status, TraceId};
+use ashiato_model::{
+    AttrValue, KeyValue as Attribute, LogRecord, Resource, Scope, Span, SpanId, Status, TraceId,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -42,6 +49,7 @@ use tracing::warn;
 use crate::StoreError;
 use crate::attr_index::{self, AttrIndex};
 use crate::codec::{self, Decoder, Encoder};
+use crate::promoted::{self, PromotedArray, PromotedKey, PromotedKind, Promotion};
 use crate::stats::OpStats;
 use crate::wal::io_error;
 
@@ -160,6 +168,37 @@ fn span_schema() -> SchemaRef {
         .clone()
 }
 
+/// The span schema plus one nullable column per promoted key.
+fn span_schema_with(promotion: &Promotion) -> SchemaRef {
+    if promotion.is_empty() {
+        return span_schema();
+    }
+    let mut fields: Vec<Field> = span_schema()
+        .fields()
+        .iter()
+        .map(|field| field.as_ref().clone())
+        .collect();
+    fields.extend(promotion.keys().iter().map(promoted_field));
+    Arc::new(Schema::new(fields))
+}
+
+/// Dictionary-encoded string columns are read back as Arrow dictionaries
+/// (the Parquet dictionary page becomes the array's values), so a search
+/// compares the query with each distinct value once.
+fn promoted_field(key: &PromotedKey) -> Field {
+    let data_type = match (key.kind, key.dictionary) {
+        (PromotedKind::Str, true) => {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        }
+        (PromotedKind::Str, false) => DataType::Utf8,
+        (PromotedKind::Int, _) => DataType::Int64,
+    };
+    Field::new(key.column.as_str(), data_type, true).with_metadata(HashMap::from([(
+        promoted::FIELD_KEY.to_owned(),
+        key.key.clone(),
+    )]))
+}
+
 fn log_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -259,11 +298,14 @@ impl<T> BlobCache<T> {
     }
 }
 
+/// Writes `batches`, then the key-value metadata `trailer` returns (known
+/// only once every batch is written).
 fn write_file(
     path: &Path,
     schema: SchemaRef,
     props: WriterProperties,
     batches: impl Iterator<Item = Result<RecordBatch, StoreError>>,
+    trailer: impl FnOnce() -> Option<KeyValue>,
 ) -> Result<u64, StoreError> {
     let file = File::create(path).map_err(|e| io_error(path, e))?;
     let mut writer =
@@ -271,14 +313,28 @@ fn write_file(
     for batch in batches {
         writer.write(&batch?).map_err(|e| parquet_error(path, e))?;
     }
+    if let Some(entry) = trailer() {
+        writer.append_key_value_metadata(entry);
+    }
     let file = writer.into_inner().map_err(|e| parquet_error(path, e))?;
     file.sync_all().map_err(|e| io_error(path, e))?;
     let bytes = file.metadata().map_err(|e| io_error(path, e))?.len();
     Ok(bytes)
 }
 
-/// Writes spans, sorted by trace id then start time, to a new Parquet file.
+/// Writes spans, sorted by trace id then start time, to a new Parquet file,
+/// with columns for the segment's frequent attribute keys (`promoted`).
 pub fn write_spans(path: &Path, spans: &[&Span]) -> Result<WrittenSegment, StoreError> {
+    write_spans_promoting(path, spans, promoted::MAX_PROMOTED)
+}
+
+/// [`write_spans`] with at most `max_promoted` attribute columns; 0 writes
+/// the layout of segments from before promotion (tests of old segments).
+pub(crate) fn write_spans_promoting(
+    path: &Path,
+    spans: &[&Span],
+    max_promoted: usize,
+) -> Result<WrittenSegment, StoreError> {
     let mut order: Vec<&Span> = spans.to_vec();
     order.sort_unstable_by(|a, b| {
         (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
@@ -304,21 +360,49 @@ pub fn write_spans(path: &Path, spans: &[&Span]) -> Result<WrittenSegment, Store
         }
         summary.ops.add_span(span);
     }
+    let promotion = promoted::choose(&order, max_promoted);
+    let schema = span_schema_with(&promotion);
+    let mut props = writer_properties(Some(distinct_traces as u64))?.into_builder();
+    for key in promotion.keys() {
+        props = promoted_column_properties(props, key);
+    }
+    let props = props
+        .set_key_value_metadata(Some(vec![crate::attr_index::build(&order)]))
+        .build();
+    let complete = RefCell::new(vec![true; promotion.keys().len()]);
     let mut resources = BlobCache::new();
     let mut scopes = BlobCache::new();
     let batches = order.chunks(ROW_GROUP_ROWS).map(|chunk| {
-        span_batch(chunk, &mut resources, &mut scopes).map_err(|e| parquet_error(path, e))
+        span_batch(
+            chunk,
+            &schema,
+            &promotion,
+            &mut complete.borrow_mut(),
+            &mut resources,
+            &mut scopes,
+        )
+        .map_err(|e| parquet_error(path, e))
     });
-    summary.bytes = write_file(
-        path,
-        span_schema(),
-        writer_properties(Some(distinct_traces as u64))?
-            .into_builder()
-            .set_key_value_metadata(Some(vec![crate::attr_index::build(&order)]))
-            .build(),
-        batches,
-    )?;
+    let trailer = || {
+        let mut promotion = promotion.clone();
+        promotion.set_complete(&complete.borrow());
+        (!promotion.is_empty())
+            .then(|| KeyValue::new(promoted::METADATA_KEY.to_owned(), promotion.encode()))
+    };
+    summary.bytes = write_file(path, schema.clone(), props, batches, trailer)?;
     Ok(summary)
+}
+
+/// Writer settings of one promoted column: dictionary when its values
+/// repeat, no statistics (nothing reads them).
+fn promoted_column_properties(
+    props: parquet::file::properties::WriterPropertiesBuilder,
+    key: &PromotedKey,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    let column = ColumnPath::from(key.column.as_str());
+    props
+        .set_column_dictionary_enabled(column.clone(), key.dictionary)
+        .set_column_statistics_enabled(column, EnabledStatistics::None)
 }
 
 /// One blob per row (each exactly what `codec::blob` would return), encoded
@@ -334,13 +418,21 @@ fn blobs<T>(
         encode(&mut encoder, row);
         ends.push(encoder.buf.len());
     }
+    binary_array(&encoder, ends)
+}
+
+/// The blobs `encoder` holds back to back, ending at `ends`, as one array.
+fn binary_array(
+    encoder: &Encoder,
+    ends: Vec<usize>,
+) -> Result<BinaryArray, arrow_schema::ArrowError> {
     if i32::try_from(encoder.buf.len()).is_err() {
         return Err(arrow_schema::ArrowError::ComputeError(format!(
             "{} bytes of blobs in one batch",
             encoder.buf.len()
         )));
     }
-    let mut builder = BinaryBuilder::with_capacity(rows.len(), encoder.buf.len());
+    let mut builder = BinaryBuilder::with_capacity(ends.len(), encoder.buf.len());
     let mut start = 0;
     for end in ends {
         builder.append_value(&encoder.buf[start..end]);
@@ -373,12 +465,16 @@ fn shared_blobs<T>(
 
 fn span_batch(
     spans: &[&Span],
+    schema: &SchemaRef,
+    promotion: &Promotion,
+    complete: &mut [bool],
     resources: &mut BlobCache<Resource>,
     scopes: &mut BlobCache<Scope>,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let (resource_blobs, scope_blobs) =
         shared_blobs(spans, |s| (&s.resource, &s.scope), resources, scopes);
-    let columns: Vec<ArrayRef> = vec![
+    let (attributes, promoted_columns) = attribute_columns(spans, promotion, complete)?;
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(FixedSizeBinaryArray::try_from_iter(
             spans.iter().map(|s| s.trace_id.0),
         )?),
@@ -410,7 +506,7 @@ fn span_batch(
         Arc::new(StringArray::from_iter_values(
             spans.iter().map(|s| s.trace_state.as_str()),
         )),
-        Arc::new(blobs(spans, |e, s| e.attrs(&s.attributes))?),
+        Arc::new(attributes),
         Arc::new(blobs(spans, |e, s| e.events(&s.events))?),
         Arc::new(blobs(spans, |e, s| e.links(&s.links))?),
         Arc::new(BinaryArray::from_iter_values(
@@ -420,7 +516,108 @@ fn span_batch(
             scope_blobs.iter().map(|b| b.as_slice()),
         )),
     ];
-    RecordBatch::try_new(span_schema(), columns)
+    columns.extend(promoted_columns);
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// The `attributes` blobs of `spans` and the promoted columns: the first
+/// occurrence of a promoted key whose value has the column's type goes to
+/// the column, with a placeholder in its place in the blob; any other
+/// occurrence stays in the blob and clears the key's `complete` flag. So a
+/// value in the column is always the key's first (the one a lookup sees).
+fn attribute_columns(
+    spans: &[&Span],
+    promotion: &Promotion,
+    complete: &mut [bool],
+) -> Result<(BinaryArray, Vec<ArrayRef>), arrow_schema::ArrowError> {
+    if promotion.is_empty() {
+        return Ok((blobs(spans, |e, s| e.attrs(&s.attributes))?, Vec::new()));
+    }
+    let keys = promotion.keys();
+    let mut values: Vec<Vec<Option<&AttrValue>>> = keys
+        .iter()
+        .map(|_| Vec::with_capacity(spans.len()))
+        .collect();
+    let mut slots: Vec<Option<&AttrValue>> = vec![None; keys.len()];
+    let mut seen = vec![false; keys.len()];
+    // Spans of one source list their keys in the same order: remember the
+    // key seen at each position and what it maps to, to skip most lookups.
+    let mut hints: Vec<(&str, Option<usize>)> = Vec::new();
+    let mut encoder = Encoder::default();
+    let mut ends = Vec::with_capacity(spans.len());
+    for span in spans {
+        slots.fill(None);
+        seen.fill(false);
+        encoder.u64(span.attributes.len() as u64);
+        for (at, kv) in span.attributes.iter().enumerate() {
+            let position = match hints.get(at) {
+                Some((key, position)) if *key == kv.key => *position,
+                _ => {
+                    let position = promotion.position(&kv.key);
+                    if at < hints.len() {
+                        hints[at] = (kv.key.as_str(), position);
+                    } else {
+                        hints.push((kv.key.as_str(), position));
+                    }
+                    position
+                }
+            };
+            // Only a key's first occurrence may go to its column (it is the
+            // one lookups see), and only when it has the column's type.
+            let first = position.filter(|&index| !std::mem::replace(&mut seen[index], true));
+            match first {
+                Some(index) if promoted::kind_of(&kv.value) == Some(keys[index].kind) => {
+                    encoder.promoted_placeholder(index);
+                    slots[index] = Some(&kv.value);
+                }
+                _ => {
+                    if let Some(index) = position {
+                        complete[index] = false;
+                    }
+                    encoder.str(&kv.key);
+                    encoder.value(&kv.value);
+                }
+            }
+        }
+        ends.push(encoder.buf.len());
+        for (column, slot) in values.iter_mut().zip(&slots) {
+            column.push(*slot);
+        }
+    }
+    let blobs = binary_array(&encoder, ends)?;
+    let columns = keys
+        .iter()
+        .zip(values)
+        .map(|(key, values)| promoted_array(key, &values))
+        .collect();
+    Ok((blobs, columns))
+}
+
+fn promoted_array(key: &PromotedKey, values: &[Option<&AttrValue>]) -> ArrayRef {
+    fn text<'a>(value: &Option<&'a AttrValue>) -> Option<&'a str> {
+        match value {
+            Some(AttrValue::Str(text)) => Some(text.as_str()),
+            _ => None,
+        }
+    }
+    match (key.kind, key.dictionary) {
+        (PromotedKind::Str, true) => Arc::new(
+            values
+                .iter()
+                .map(text)
+                .collect::<DictionaryArray<Int32Type>>(),
+        ),
+        (PromotedKind::Str, false) => Arc::new(values.iter().map(text).collect::<StringArray>()),
+        (PromotedKind::Int, _) => Arc::new(
+            values
+                .iter()
+                .map(|value| match value {
+                    Some(AttrValue::Int(number)) => Some(*number),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+    }
 }
 
 /// Writes log records, sorted by service then time, to a new Parquet file.
@@ -451,7 +648,13 @@ pub fn write_logs(path: &Path, logs: &[&LogRecord]) -> Result<WrittenSegment, St
     let batches = order.chunks(ROW_GROUP_ROWS).map(|chunk| {
         log_batch(chunk, &mut resources, &mut scopes).map_err(|e| parquet_error(path, e))
     });
-    summary.bytes = write_file(path, log_schema(), writer_properties(None)?, batches)?;
+    summary.bytes = write_file(
+        path,
+        log_schema(),
+        writer_properties(None)?,
+        batches,
+        || None,
+    )?;
     Ok(summary)
 }
 
@@ -520,6 +723,9 @@ pub struct Segment {
     /// Whether the file carries an attribute index (`attr_index`); it is
     /// read from the footer only when a search filters on attributes.
     has_attr_index: bool,
+    /// The attribute keys with columns of their own (empty for log
+    /// segments and for span segments written before promotion).
+    promotion: Arc<Promotion>,
 }
 
 /// What a trace lookup needs to know about one row group without reading it.
@@ -583,6 +789,8 @@ impl Segment {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata = ArrowReaderMetadata::load(&file, options.clone())
             .map_err(|e| parquet_error(&path, e))?;
+        let promotion =
+            Arc::new(promotion_of(metadata.schema()).map_err(|e| parquet_error(&path, e))?);
         let (metadata, has_attr_index) =
             without_attr_index(metadata, options).map_err(|e| parquet_error(&path, e))?;
         let trace_index = if is_spans {
@@ -602,7 +810,12 @@ impl Segment {
             metadata,
             trace_index,
             has_attr_index,
+            promotion,
         })
+    }
+
+    pub(crate) fn promotion(&self) -> &Promotion {
+        &self.promotion
     }
 
     pub fn overlaps(&self, min: Option<u64>, max: Option<u64>) -> bool {
@@ -687,7 +900,8 @@ impl Segment {
         let mut shared = SharedParts::default();
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
-            let columns = SpanColumns::new(&batch).map_err(|e| parquet_error(&self.path, e))?;
+            let columns = SpanColumns::new(&batch, &self.promotion)
+                .map_err(|e| parquet_error(&self.path, e))?;
             for row in 0..batch.num_rows() {
                 out.push(
                     columns
@@ -714,7 +928,8 @@ impl Segment {
         let mut shared = SharedParts::default();
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
-            let columns = SpanColumns::new(&batch).map_err(|e| parquet_error(&self.path, e))?;
+            let columns = SpanColumns::new(&batch, &self.promotion)
+                .map_err(|e| parquet_error(&self.path, e))?;
             if !visit(&columns, &mut shared)? {
                 break;
             }
@@ -767,9 +982,11 @@ impl Segment {
         if let Some(mask) = projection {
             reader = reader.with_projection(mask);
         }
-        if let Some(row_filter) =
-            crate::prefilter::span_row_filter(self.metadata.parquet_schema(), filter)
-        {
+        if let Some(row_filter) = crate::prefilter::span_row_filter(
+            self.metadata.parquet_schema(),
+            filter,
+            &self.promotion,
+        ) {
             reader = reader.with_row_filter(row_filter);
         }
         reader
@@ -841,6 +1058,36 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// The promoted keys a segment's footer lists; none without the entry.
+/// Read from the Arrow schema's metadata (which holds the file's key-value
+/// metadata); a file rewritten through an `ArrowWriter` loses that entry but
+/// keeps the field metadata of each promoted column, which names its key
+/// (then no column is known to be complete).
+fn promotion_of(schema: &Schema) -> Result<Promotion, promoted::PromotionError> {
+    if let Some(text) = schema.metadata().get(promoted::METADATA_KEY) {
+        return Promotion::decode(text);
+    }
+    let keys = schema
+        .fields()
+        .iter()
+        .filter_map(|field| {
+            let key = field.metadata().get(promoted::FIELD_KEY)?;
+            let kind = match field.data_type() {
+                DataType::Int64 => PromotedKind::Int,
+                _ => PromotedKind::Str,
+            };
+            Some(PromotedKey {
+                key: key.clone(),
+                kind,
+                column: field.name().clone(),
+                complete: false,
+                dictionary: false,
+            })
+        })
+        .collect();
+    Promotion::from_keys(keys)
 }
 
 /// The metadata without the attribute index entry (kept out of memory;
@@ -1088,11 +1335,93 @@ pub struct SpanColumns<'a> {
     links: &'a BinaryArray,
     resource: &'a BinaryArray,
     scope: &'a BinaryArray,
+    promoted: PromotedColumns<'a>,
+}
+
+/// The promoted columns of a batch, by the index their placeholders name;
+/// `None` for a column the batch does not hold.
+pub(crate) struct PromotedColumns<'a> {
+    promotion: &'a Promotion,
+    arrays: Vec<Option<PromotedArray<'a>>>,
+}
+
+impl<'a> PromotedColumns<'a> {
+    pub(crate) fn new(
+        batch: &'a RecordBatch,
+        promotion: &'a Promotion,
+    ) -> Result<PromotedColumns<'a>, ColumnError> {
+        let arrays = promotion
+            .keys()
+            .iter()
+            .map(|key| match batch.column_by_name(&key.column) {
+                None => Ok(None),
+                Some(array) => PromotedArray::new(array.as_ref())
+                    .map(Some)
+                    .ok_or(ColumnError::BadColumn("promoted attribute")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PromotedColumns { promotion, arrays })
+    }
+
+    pub(crate) fn array(&self, key: &str) -> Option<(&PromotedKey, &PromotedArray<'a>)> {
+        let position = self.promotion.position(key)?;
+        let array = self.arrays.get(position)?.as_ref()?;
+        Some((&self.promotion.keys()[position], array))
+    }
+
+    /// Whether every promoted column is in the batch.
+    fn all_present(&self) -> bool {
+        self.arrays.iter().all(Option::is_some)
+    }
+
+    /// Decodes a row's attributes blob, placeholders replaced by the column
+    /// values; placeholders of columns the batch does not hold (a
+    /// projection) are left out.
+    pub(crate) fn attributes(
+        &self,
+        blob: &[u8],
+        row: usize,
+    ) -> Result<Vec<Attribute>, codec::CodecError> {
+        if self.promotion.is_empty() {
+            return codec::unblob(blob, Decoder::attrs);
+        }
+        codec::unblob(blob, |decoder| {
+            decoder.attrs_with(|index| {
+                let missing = codec::CodecError::BadIndex {
+                    what: "promoted attribute",
+                    index,
+                };
+                let position = usize::try_from(index).map_err(|_| missing.clone())?;
+                let (Some(key), Some(array)) = (
+                    self.promotion.keys().get(position),
+                    self.arrays.get(position),
+                ) else {
+                    return Err(missing);
+                };
+                let Some(array) = array else {
+                    return Ok(None);
+                };
+                let value = array.value(row).ok_or(missing)?;
+                Ok(Some(Attribute {
+                    key: key.key.clone(),
+                    value,
+                }))
+            })
+        })
+    }
 }
 
 impl<'a> SpanColumns<'a> {
-    pub fn new(batch: &'a RecordBatch) -> Result<SpanColumns<'a>, ColumnError> {
+    pub fn new(
+        batch: &'a RecordBatch,
+        promotion: &'a Promotion,
+    ) -> Result<SpanColumns<'a>, ColumnError> {
+        let promoted = PromotedColumns::new(batch, promotion)?;
+        if !promoted.all_present() {
+            return Err(ColumnError::BadColumn("promoted attribute"));
+        }
         Ok(SpanColumns {
+            promoted,
             rows: batch.num_rows(),
             trace_id: column(batch, "trace_id")?,
             ids: SpanIds::new(batch)?,
@@ -1152,7 +1481,13 @@ impl<'a> SpanColumns<'a> {
                 start_time_unix_nano,
                 self.end_offset.value(row),
             ),
-            attributes: decode("attributes", self.attributes.value(row), Decoder::attrs)?,
+            attributes: self
+                .promoted
+                .attributes(self.attributes.value(row), row)
+                .map_err(|source| ColumnError::Codec {
+                    column: "attributes",
+                    source,
+                })?,
             events: decode("events", self.events.value(row), Decoder::events)?,
             links: decode("links", self.links.value(row), Decoder::links)?,
             status: Status {
