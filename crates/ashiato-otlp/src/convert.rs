@@ -1,8 +1,10 @@
 //! OTLP protobuf messages → ashiato model, with per-item validation.
 //!
-//! Both wire formats end here: protobuf bodies are prost-decoded into the
-//! opentelemetry-proto messages, JSON bodies are translated into the same
-//! messages by `json`, so id checks and value mapping exist once.
+//! JSON bodies are translated into the opentelemetry-proto messages by
+//! `json` and end here, as do gRPC-decoded messages and, as the reference
+//! and fallback, prost-decoded protobuf bodies. Protobuf bodies normally go
+//! through `direct`, which reuses the id checks and rejection texts below
+//! and is tested to give the same result as this path.
 //!
 //! Invalid items are rejected one by one and counted in a [`Report`]; the
 //! rest of the batch is kept. Attribute values nested deeper than
@@ -80,6 +82,16 @@ impl Report {
 
     pub(crate) fn drop_link(&mut self) {
         self.dropped_links += 1;
+    }
+
+    /// Links dropped from a kept item (the one-pass decoder counts per item).
+    pub(crate) fn add_dropped_links(&mut self, count: u64) {
+        self.dropped_links += count;
+    }
+
+    /// Values truncated inside a kept item.
+    pub(crate) fn add_truncated(&mut self, count: u64) {
+        self.truncated_values += count;
     }
 
     pub(crate) fn warn(&mut self, warning: String) {
@@ -284,7 +296,7 @@ fn convert_span(
 
 /// Empty and all-zero parent ids both mean "root"; any other length is an
 /// error, since guessing would silently detach a subtree.
-fn parent_id(bytes: &[u8]) -> Result<Option<SpanId>, IdError> {
+pub(crate) fn parent_id(bytes: &[u8]) -> Result<Option<SpanId>, IdError> {
     if bytes.is_empty() {
         return Ok(None);
     }
@@ -368,7 +380,7 @@ fn convert_log_record(
 }
 
 /// Log correlation ids are optional: empty or all-zero means "none".
-fn optional_trace_id(bytes: &[u8]) -> Result<Option<TraceId>, IdError> {
+pub(crate) fn optional_trace_id(bytes: &[u8]) -> Result<Option<TraceId>, IdError> {
     match TraceId::from_bytes(bytes) {
         Ok(id) => Ok(Some(id)),
         Err(IdError::Zero { .. }) => Ok(None),
@@ -377,7 +389,7 @@ fn optional_trace_id(bytes: &[u8]) -> Result<Option<TraceId>, IdError> {
     }
 }
 
-fn optional_span_id(bytes: &[u8]) -> Result<Option<SpanId>, IdError> {
+pub(crate) fn optional_span_id(bytes: &[u8]) -> Result<Option<SpanId>, IdError> {
     match SpanId::from_bytes(bytes) {
         Ok(id) => Ok(Some(id)),
         Err(IdError::Zero { .. }) => Ok(None),
@@ -387,7 +399,7 @@ fn optional_span_id(bytes: &[u8]) -> Result<Option<SpanId>, IdError> {
 }
 
 /// Severity numbers outside the defined 0..=24 read as unspecified.
-fn severity_number(value: i32) -> u8 {
+pub(crate) fn severity_number(value: i32) -> u8 {
     u8::try_from(value)
         .ok()
         .filter(|number| *number <= 24)

@@ -2,8 +2,13 @@
 //! decompression, and the OTLP response bodies.
 //!
 //! This crate knows the OpenTelemetry wire formats but no transport: the
-//! server hands it bytes (HTTP) or already-decoded messages (gRPC) and gets
-//! model items back, plus what was rejected for the OTLP `partial_success`.
+//! server hands it bytes (HTTP and gRPC) and gets model items back, plus
+//! what was rejected for the OTLP `partial_success`.
+//!
+//! Protobuf trace and log bodies are read in one pass straight into model
+//! values (`direct`); the prost message tree (`decode_*_tree`) is the
+//! reference the one-pass decoder is tested against, and what reports the
+//! error of a malformed body.
 //!
 //! Rules that real clients depend on:
 //! - invalid items (wrong-length or zero ids) are rejected one by one and
@@ -14,6 +19,7 @@
 
 mod compression;
 mod convert;
+mod direct;
 mod json;
 mod response;
 
@@ -111,8 +117,10 @@ const METRICS_REQUEST: &str = "ExportMetricsServiceRequest";
 /// Decodes an OTLP/HTTP traces body (already decompressed).
 pub fn decode_traces(body: &[u8], format: Format) -> Result<Decoded<Span>, DecodeError> {
     match format {
-        Format::Protobuf => decode_protobuf::<ExportTraceServiceRequest>(body, TRACES_REQUEST)
-            .map(traces_from_proto),
+        Format::Protobuf => match decode_traces_direct(body) {
+            Some(decoded) => Ok(decoded),
+            None => decode_traces_tree(body),
+        },
         Format::Json => {
             let request: json::TracesRequest = decode_json(body, TRACES_REQUEST)?;
             let mut report = convert::Report::for_spans();
@@ -126,9 +134,10 @@ pub fn decode_traces(body: &[u8], format: Format) -> Result<Decoded<Span>, Decod
 /// Decodes an OTLP/HTTP logs body (already decompressed).
 pub fn decode_logs(body: &[u8], format: Format) -> Result<Decoded<LogRecord>, DecodeError> {
     match format {
-        Format::Protobuf => {
-            decode_protobuf::<ExportLogsServiceRequest>(body, LOGS_REQUEST).map(logs_from_proto)
-        }
+        Format::Protobuf => match decode_logs_direct(body) {
+            Some(decoded) => Ok(decoded),
+            None => decode_logs_tree(body),
+        },
         Format::Json => {
             let request: json::LogsRequest = decode_json(body, LOGS_REQUEST)?;
             let mut report = convert::Report::for_log_records();
@@ -137,6 +146,34 @@ pub fn decode_logs(body: &[u8], format: Format) -> Result<Decoded<LogRecord>, De
             Ok(report.finish(records))
         }
     }
+}
+
+/// The one-pass protobuf decoder of trace requests alone: `None` exactly
+/// where prost refuses the body. Public for the differential tests and
+/// fuzz target; servers call [`decode_traces`].
+pub fn decode_traces_direct(body: &[u8]) -> Option<Decoded<Span>> {
+    let mut report = convert::Report::for_spans();
+    let spans = direct::request::<direct::Traces>(body, &mut report).ok()?;
+    Some(report.finish(spans))
+}
+
+/// The reference protobuf path for trace requests: prost's message tree,
+/// then [`traces_from_proto`].
+pub fn decode_traces_tree(body: &[u8]) -> Result<Decoded<Span>, DecodeError> {
+    decode_protobuf::<ExportTraceServiceRequest>(body, TRACES_REQUEST).map(traces_from_proto)
+}
+
+/// The one-pass protobuf decoder of logs requests alone (see
+/// [`decode_traces_direct`]).
+pub fn decode_logs_direct(body: &[u8]) -> Option<Decoded<LogRecord>> {
+    let mut report = convert::Report::for_log_records();
+    let records = direct::request::<direct::Logs>(body, &mut report).ok()?;
+    Some(report.finish(records))
+}
+
+/// The reference protobuf path for logs requests.
+pub fn decode_logs_tree(body: &[u8]) -> Result<Decoded<LogRecord>, DecodeError> {
+    decode_protobuf::<ExportLogsServiceRequest>(body, LOGS_REQUEST).map(logs_from_proto)
 }
 
 /// Counts the data points in an OTLP/HTTP metrics body. Metrics are not

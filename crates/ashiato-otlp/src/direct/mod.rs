@@ -1,0 +1,157 @@
+//! OTLP protobuf → model in one pass, without prost's message tree.
+//!
+//! The message-tree path (`prost` decodes `ExportTraceServiceRequest`, then
+//! `convert` maps it) allocates every message, string and byte vector of the
+//! request and then moves or copies them again into the model. Here the
+//! request is read field by field from the borrowed body: ids and strings
+//! are slices until the item is complete, and only the model values are
+//! allocated.
+//!
+//! It must give exactly what the message-tree path gives, so:
+//! - it accepts exactly what prost accepts (see `reader`); on anything else
+//!   it returns `Malformed` and the caller decodes again with prost, whose
+//!   error is the one reported (malformed bodies are rare, so their cost
+//!   does not matter and their error text stays prost's);
+//! - prost's merge rules apply to repeated and re-occurring fields, in any
+//!   field order: a resource or scope may follow the items it applies to,
+//!   so those two levels are read twice (first the resource or scope and a
+//!   check of every other field, then the items);
+//! - items go through the same checks and rejection texts (`convert`'s
+//!   helpers), and the report counts truncations and dropped links only for
+//!   kept items, as `convert` does.
+//!
+//! The differential tests (`tests/direct.rs`) and the `otlp_direct` fuzz
+//! target hold it to that.
+
+mod logs;
+mod reader;
+mod traces;
+mod values;
+
+use std::sync::Arc;
+
+use ashiato_model::{Resource, Scope};
+
+use crate::convert::Report;
+pub(crate) use logs::Logs;
+use reader::{Depth, Reader, Wire};
+pub(crate) use traces::Traces;
+use values::{ScopeParts, merge_resource, merge_scope};
+
+/// One signal's item message (`Span`, `LogRecord`) and its model value.
+pub(crate) trait Signal {
+    type Item;
+
+    /// Reads one item message and either keeps it in `items` or rejects it
+    /// in `report`.
+    fn item(
+        reader: Reader<'_>,
+        depth: Depth,
+        resource: &Arc<Resource>,
+        scope: &Arc<Scope>,
+        report: &mut Report,
+        items: &mut Vec<Self::Item>,
+    ) -> Wire<()>;
+}
+
+/// Decodes an `Export*ServiceRequest` body. Requests, resource groups and
+/// scope groups of traces and logs share one layout: field 1 of the request
+/// holds resource groups; a resource group has the resource in 1, scope
+/// groups in 2 and a schema URL in 3; a scope group has the scope in 1,
+/// items in 2 and a schema URL in 3.
+pub(crate) fn request<S: Signal>(body: &[u8], report: &mut Report) -> Wire<Vec<S::Item>> {
+    let mut reader = Reader::new(body);
+    let mut items = Vec::new();
+    while let Some((tag, wire_type)) = reader.next_key()? {
+        match tag {
+            1 => {
+                let (inner, depth) = reader.message(wire_type, Depth::TOP)?;
+                resource_group::<S>(inner, depth, report, &mut items)?;
+            }
+            _ => reader.skip(wire_type, tag, Depth::TOP)?,
+        }
+    }
+    Ok(items)
+}
+
+fn resource_group<S: Signal>(
+    reader: Reader<'_>,
+    depth: Depth,
+    report: &mut Report,
+    items: &mut Vec<S::Item>,
+) -> Wire<()> {
+    let mut attributes = Vec::new();
+    let mut truncated = 0;
+    let mut scan = reader;
+    while let Some((tag, wire_type)) = scan.next_key()? {
+        match tag {
+            1 => {
+                let (inner, depth) = scan.message(wire_type, depth)?;
+                merge_resource(inner, depth, &mut attributes, &mut truncated)?;
+            }
+            2 => {
+                scan.message(wire_type, depth)?;
+            }
+            3 => {
+                scan.str(wire_type)?;
+            }
+            _ => scan.skip(wire_type, tag, depth)?,
+        }
+    }
+    report.add_truncated(truncated);
+    let resource = Arc::new(Resource::new(attributes));
+    let mut groups = reader;
+    while let Some((inner, depth)) = next_of(&mut groups, depth)? {
+        scope_group::<S>(inner, depth, &resource, report, items)?;
+    }
+    Ok(())
+}
+
+fn scope_group<S: Signal>(
+    reader: Reader<'_>,
+    depth: Depth,
+    resource: &Arc<Resource>,
+    report: &mut Report,
+    items: &mut Vec<S::Item>,
+) -> Wire<()> {
+    let mut parts = ScopeParts::default();
+    let mut scan = reader;
+    while let Some((tag, wire_type)) = scan.next_key()? {
+        match tag {
+            1 => {
+                let (inner, depth) = scan.message(wire_type, depth)?;
+                merge_scope(inner, depth, &mut parts)?;
+            }
+            2 => {
+                scan.message(wire_type, depth)?;
+            }
+            3 => {
+                scan.str(wire_type)?;
+            }
+            _ => scan.skip(wire_type, tag, depth)?,
+        }
+    }
+    report.add_truncated(parts.truncated);
+    let scope = Arc::new(Scope {
+        name: parts.name.to_owned(),
+        version: parts.version.to_owned(),
+        attributes: parts.attributes,
+    });
+    let mut members = reader;
+    while let Some((inner, depth)) = next_of(&mut members, depth)? {
+        S::item(inner, depth, resource, &scope, report, items)?;
+    }
+    Ok(())
+}
+
+/// The next field 2 (the group's members) of a message whose fields were
+/// all checked by a first pass; the others are stepped over.
+fn next_of<'a>(reader: &mut Reader<'a>, depth: Depth) -> Wire<Option<(Reader<'a>, Depth)>> {
+    while let Some((tag, wire_type)) = reader.next_key()? {
+        if tag == 2 {
+            return reader.message(wire_type, depth).map(Some);
+        }
+        reader.skip(wire_type, tag, depth)?;
+    }
+    Ok(None)
+}

@@ -1,0 +1,30 @@
+//! Fuzz target: arbitrary bytes through the one-pass protobuf decoders and
+//! through prost's message tree + conversion, as traces and as logs. Both
+//! must accept and refuse the same bodies and, where they accept, give
+//! identical items and reports (compared as Debug text, so NaN equals NaN).
+
+#![no_main]
+
+use ashiato_otlp::{
+    decode_logs_direct, decode_logs_tree, decode_traces_direct, decode_traces_tree,
+};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    let direct = decode_traces_direct(body);
+    let tree = decode_traces_tree(body);
+    assert_eq!(
+        direct.is_some(),
+        tree.is_ok(),
+        "traces: accepted differently"
+    );
+    if let (Some(direct), Ok(tree)) = (direct, tree) {
+        assert_eq!(format!("{direct:?}"), format!("{tree:?}"), "traces differ");
+    }
+    let direct = decode_logs_direct(body);
+    let tree = decode_logs_tree(body);
+    assert_eq!(direct.is_some(), tree.is_ok(), "logs: accepted differently");
+    if let (Some(direct), Ok(tree)) = (direct, tree) {
+        assert_eq!(format!("{direct:?}"), format!("{tree:?}"), "logs differ");
+    }
+});
