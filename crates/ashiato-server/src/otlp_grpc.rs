@@ -1,45 +1,48 @@
 //! OTLP/gRPC ingest: the TraceService, LogsService and MetricsService
 //! `Export` RPCs.
 //!
-//! Requests arrive already prost-decoded (tonic enforces the size limit and
-//! decompresses gzip, zstd and deflate). Invalid items are counted in
-//! `partial_success`; an overloaded store answers UNAVAILABLE with a
-//! `RetryInfo` both in the standard status details and in the
-//! `google.rpc.retryinfo-bin` trailer the Python exporter reads.
+//! tonic enforces the size limit and decompresses gzip, zstd and deflate.
+//! Trace and log requests then reach the handler as the message's bytes
+//! ([`RawRequestCodec`]) and are decoded by `ashiato-otlp`'s one-pass
+//! decoder straight into model values, as on OTLP/HTTP; metrics still go
+//! through the generated prost service. Invalid items are counted in
+//! `partial_success`; an undecodable message is INTERNAL with prost's error
+//! text (what tonic's prost codec answered); an overloaded store answers
+//! UNAVAILABLE with a `RetryInfo` both in the standard status details and in
+//! the `google.rpc.retryinfo-bin` trailer the Python exporter reads.
 
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ashiato_model::{LogRecord, Span};
-use ashiato_otlp::logs_service::logs_service_server::{LogsService, LogsServiceServer};
-use ashiato_otlp::logs_service::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use ashiato_otlp::logs_service::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
 use ashiato_otlp::metrics_service::metrics_service_server::{MetricsService, MetricsServiceServer};
 use ashiato_otlp::metrics_service::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use ashiato_otlp::trace_service::trace_service_server::{TraceService, TraceServiceServer};
-use ashiato_otlp::trace_service::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use ashiato_otlp::{Decoded, logs_from_proto, metric_points_in, traces_from_proto};
+use ashiato_otlp::trace_service::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use ashiato_otlp::{DecodeError, Decoded, Format, decode_logs, decode_traces, metric_points_in};
+use bytes::{Buf, Bytes};
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED};
 
-/// Requests with more items than this are converted on the blocking pool.
-const INLINE_CONVERT_ITEMS: usize = 2_000;
+/// Messages larger than this are decoded on the blocking pool (about 2000
+/// spans of a typical SDK, where conversion moved there before).
+const INLINE_DECODE_BYTES: usize = 512 * 1024;
 
-/// The three OTLP collector services, sharing one store handle.
+/// The metrics service: nothing is stored, so it holds no store handle.
 #[derive(Clone)]
-pub struct OtlpGrpc {
-    ingest: Ingest,
-}
+pub struct OtlpGrpc;
 
 /// Every tonic server type has its own `accept_compressed`, so a macro
 /// applies the same list to each.
@@ -55,64 +58,239 @@ macro_rules! accept_all_compressions {
 /// The tonic routes for every OTLP service, with compression and the
 /// message size limit configured.
 pub fn routes(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Routes {
-    let service = OtlpGrpc {
-        ingest: ingest.into(),
-    };
-    let traces =
-        TraceServiceServer::new(service.clone()).max_decoding_message_size(max_message_bytes);
-    let logs = LogsServiceServer::new(service.clone()).max_decoding_message_size(max_message_bytes);
-    let metrics = MetricsServiceServer::new(service).max_decoding_message_size(max_message_bytes);
+    let ingest = ingest.into();
+    let traces = RawExportServer::<TracesRpc>::new(ingest.clone(), max_message_bytes);
+    let logs = RawExportServer::<LogsRpc>::new(ingest, max_message_bytes);
+    let metrics = MetricsServiceServer::new(OtlpGrpc).max_decoding_message_size(max_message_bytes);
     let mut routes = Routes::default();
-    routes = routes.add_service(accept_all_compressions!(traces));
-    routes = routes.add_service(accept_all_compressions!(logs));
+    routes = routes.add_service(traces);
+    routes = routes.add_service(logs);
     routes.add_service(accept_all_compressions!(metrics))
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let request = request.into_inner();
-        let decoded: Decoded<Span> =
-            convert(span_count(&request), request, traces_from_proto).await?;
-        self.ingest
-            .append_spans(decoded.items)
-            .await
-            .map_err(append_status)?;
-        let partial_success = partial(decoded.rejected, decoded.error_message).map(
-            |(rejected_spans, error_message)| ExportTracePartialSuccess {
-                rejected_spans,
-                error_message,
-            },
-        );
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success,
-        }))
+/// One OTLP `Export` RPC served from the request message's bytes.
+trait ExportRpc: Send + Sync + 'static {
+    /// The gRPC service name, e.g. `opentelemetry.proto.collector.trace.v1.TraceService`.
+    const SERVICE: &'static str;
+    /// The full method path.
+    const PATH: &'static str;
+    type Reply: Message + Send + 'static;
+
+    fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status>;
+}
+
+struct TracesRpc;
+
+impl ExportRpc for TracesRpc {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Reply = ExportTraceServiceResponse;
+
+    fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
+        Box::pin(async move {
+            let decoded: Decoded<Span> =
+                decode(message, |body| decode_traces(body, Format::Protobuf)).await?;
+            ingest
+                .append_spans(decoded.items)
+                .await
+                .map_err(append_status)?;
+            let partial_success = partial(decoded.rejected, decoded.error_message).map(
+                |(rejected_spans, error_message)| ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                },
+            );
+            Ok(ExportTraceServiceResponse { partial_success })
+        })
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let request = request.into_inner();
-        let decoded: Decoded<LogRecord> =
-            convert(log_count(&request), request, logs_from_proto).await?;
-        self.ingest
-            .append_logs(decoded.items)
+struct LogsRpc;
+
+impl ExportRpc for LogsRpc {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Reply = ExportLogsServiceResponse;
+
+    fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
+        Box::pin(async move {
+            let decoded: Decoded<LogRecord> =
+                decode(message, |body| decode_logs(body, Format::Protobuf)).await?;
+            ingest
+                .append_logs(decoded.items)
+                .await
+                .map_err(append_status)?;
+            let partial_success = partial(decoded.rejected, decoded.error_message).map(
+                |(rejected_log_records, error_message)| ExportLogsPartialSuccess {
+                    rejected_log_records,
+                    error_message,
+                },
+            );
+            Ok(ExportLogsServiceResponse { partial_success })
+        })
+    }
+}
+
+/// Decodes a request message, on the blocking pool when it is big.
+async fn decode<T>(
+    message: Bytes,
+    decoder: fn(&[u8]) -> Result<Decoded<T>, DecodeError>,
+) -> Result<Decoded<T>, Status>
+where
+    T: Send + 'static,
+{
+    let decoded = if message.len() <= INLINE_DECODE_BYTES {
+        decoder(&message)
+    } else {
+        tokio::task::spawn_blocking(move || decoder(&message))
             .await
-            .map_err(append_status)?;
-        let partial_success = partial(decoded.rejected, decoded.error_message).map(
-            |(rejected_log_records, error_message)| ExportLogsPartialSuccess {
-                rejected_log_records,
-                error_message,
-            },
-        );
-        Ok(Response::new(ExportLogsServiceResponse { partial_success }))
+            .map_err(|_| Status::internal("decoding task failed"))?
+    };
+    decoded.map_err(decode_status)
+}
+
+/// tonic's prost codec answered an undecodable message with INTERNAL and
+/// prost's error text; clients see the same.
+fn decode_status(error: DecodeError) -> Status {
+    match error {
+        DecodeError::Protobuf { source, .. } => Status::internal(source.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// The generated-server plumbing for one [`ExportRpc`], with
+/// [`RawRequestCodec`] in place of tonic's prost codec.
+struct RawExportServer<E> {
+    ingest: Ingest,
+    max_message_bytes: usize,
+    rpc: PhantomData<fn() -> E>,
+}
+
+impl<E> RawExportServer<E> {
+    fn new(ingest: Ingest, max_message_bytes: usize) -> Self {
+        RawExportServer {
+            ingest,
+            max_message_bytes,
+            rpc: PhantomData,
+        }
+    }
+}
+
+impl<E> Clone for RawExportServer<E> {
+    fn clone(&self) -> Self {
+        RawExportServer::new(self.ingest.clone(), self.max_message_bytes)
+    }
+}
+
+impl<E: ExportRpc> NamedService for RawExportServer<E> {
+    const NAME: &'static str = E::SERVICE;
+}
+
+impl<E, B> Service<http::Request<B>> for RawExportServer<E>
+where
+    E: ExportRpc,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != E::PATH {
+            return Box::pin(async { Ok(unimplemented_response()) });
+        }
+        let call = ExportCall::<E> {
+            ingest: self.ingest.clone(),
+            rpc: PhantomData,
+        };
+        let limit = self.max_message_bytes;
+        Box::pin(async move {
+            let grpc = Grpc::new(RawRequestCodec::<E::Reply>::default());
+            let mut grpc = accept_all_compressions!(grpc).max_decoding_message_size(limit);
+            Ok(grpc.unary(call, request).await)
+        })
+    }
+}
+
+/// What the generated servers answer for an unknown method.
+fn unimplemented_response() -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::default());
+    let headers = response.headers_mut();
+    headers.insert(Status::GRPC_STATUS, (Code::Unimplemented as i32).into());
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        tonic::metadata::GRPC_CONTENT_TYPE,
+    );
+    response
+}
+
+struct ExportCall<E> {
+    ingest: Ingest,
+    rpc: PhantomData<fn() -> E>,
+}
+
+impl<E: ExportRpc> UnaryService<Bytes> for ExportCall<E> {
+    type Response = E::Reply;
+    type Future = BoxFuture<Response<E::Reply>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let reply = E::export(self.ingest.clone(), request.into_inner());
+        Box::pin(async move { reply.await.map(Response::new) })
+    }
+}
+
+/// A tonic codec whose decoder yields the request message's bytes (after
+/// tonic's decompression and size check) and whose encoder writes the
+/// prost reply `R`.
+struct RawRequestCodec<R>(PhantomData<fn() -> R>);
+
+impl<R> Default for RawRequestCodec<R> {
+    fn default() -> Self {
+        RawRequestCodec(PhantomData)
+    }
+}
+
+impl<R: Message + Send + 'static> Codec for RawRequestCodec<R> {
+    type Encode = R;
+    type Decode = Bytes;
+    type Encoder = ReplyEncoder<R>;
+    type Decoder = MessageBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ReplyEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        MessageBytes
+    }
+}
+
+struct ReplyEncoder<R>(PhantomData<fn() -> R>);
+
+impl<R: Message> Encoder for ReplyEncoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn encode(&mut self, item: R, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|error| Status::internal(error.to_string()))
+    }
+}
+
+struct MessageBytes;
+
+impl Decoder for MessageBytes {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        let length = buf.remaining();
+        Ok(Some(buf.copy_to_bytes(length)))
     }
 }
 
@@ -133,42 +311,6 @@ impl MetricsService for OtlpGrpc {
             }),
         }))
     }
-}
-
-fn span_count(request: &ExportTraceServiceRequest) -> usize {
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum()
-}
-
-fn log_count(request: &ExportLogsServiceRequest) -> usize {
-    request
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len())
-        .sum()
-}
-
-/// Runs a proto → model conversion, on the blocking pool for big requests.
-async fn convert<R, T>(
-    items: usize,
-    request: R,
-    conversion: fn(R) -> Decoded<T>,
-) -> Result<Decoded<T>, Status>
-where
-    R: Send + 'static,
-    T: Send + 'static,
-{
-    if items <= INLINE_CONVERT_ITEMS {
-        return Ok(conversion(request));
-    }
-    tokio::task::spawn_blocking(move || conversion(request))
-        .await
-        .map_err(|_| Status::internal("conversion task failed"))
 }
 
 /// `partial_success` fields, or `None` for a clean success (OTLP wants it unset then).
