@@ -85,7 +85,10 @@
 //! (ids, times, attributes) are plain, because a dictionary there only
 //! falls back after costing CPU, and a trace lookup would decompress each
 //! large dictionary page. zstd level 3, row groups of 64k rows, data pages
-//! of at most 8k rows / 128 KiB. Log segments: `service`, `time`,
+//! of at most 8k rows / 128 KiB. A span segment's frequent attribute keys
+//! also get nullable columns of their own, `attr.<n>` (see `promoted`),
+//! with a placeholder in the `attributes` blob keeping each one's position;
+//! the segment's key-value metadata lists them. Log segments: `service`, `time`,
 //! `observed_time`, `severity_number`, `severity_text`, `body` (codec blob),
 //! `trace_id`, `span_id`, `flags`, `event_name`, `attributes`, `resource`,
 //! `scope`, sorted by service then time.

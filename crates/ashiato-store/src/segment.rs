@@ -41,7 +41,7 @@ use parquet::file::metadata::{
     ParquetMetaDataReader,
 };
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use tracing::warn;
@@ -364,7 +364,7 @@ pub(crate) fn write_spans_promoting(
     let schema = span_schema_with(&promotion);
     let mut props = writer_properties(Some(distinct_traces as u64))?.into_builder();
     for key in promotion.keys() {
-        props = promoted_column_properties(props, key);
+        props = promoted_column_properties(props, key)?;
     }
     let props = props
         .set_key_value_metadata(Some(vec![crate::attr_index::build(&order)]))
@@ -393,16 +393,25 @@ pub(crate) fn write_spans_promoting(
     Ok(summary)
 }
 
-/// Writer settings of one promoted column: dictionary when its values
-/// repeat, no statistics (nothing reads them).
+/// Writer settings of one promoted column: a dictionary, uncompressed,
+/// when its values repeat, else plain with zstd (see `promoted`); no
+/// statistics (nothing reads them).
 fn promoted_column_properties(
-    props: parquet::file::properties::WriterPropertiesBuilder,
+    props: WriterPropertiesBuilder,
     key: &PromotedKey,
-) -> parquet::file::properties::WriterPropertiesBuilder {
+) -> Result<WriterPropertiesBuilder, StoreError> {
     let column = ColumnPath::from(key.column.as_str());
-    props
+    let compression = if key.dictionary {
+        Compression::UNCOMPRESSED
+    } else {
+        let level = ZstdLevel::try_new(promoted::PLAIN_ZSTD_LEVEL)
+            .map_err(|e| parquet_error(Path::new(""), e))?;
+        Compression::ZSTD(level)
+    };
+    Ok(props
         .set_column_dictionary_enabled(column.clone(), key.dictionary)
-        .set_column_statistics_enabled(column, EnabledStatistics::None)
+        .set_column_compression(column.clone(), compression)
+        .set_column_statistics_enabled(column, EnabledStatistics::None))
 }
 
 /// One blob per row (each exactly what `codec::blob` would return), encoded
