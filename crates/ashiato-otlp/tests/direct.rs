@@ -26,6 +26,12 @@ fn assert_agree<T: Debug>(
 ) -> bool {
     match (direct(body), tree(body)) {
         (Some(ours), Ok(theirs)) => {
+            // The memtable keeps the vector as it is: same capacity.
+            assert_eq!(
+                ours.items.capacity(),
+                theirs.items.capacity(),
+                "{what}: capacity"
+            );
             // Debug text, not PartialEq: NaN doubles must compare equal.
             assert_eq!(
                 format!("{ours:?}"),

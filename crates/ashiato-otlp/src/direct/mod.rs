@@ -61,7 +61,7 @@ pub(crate) trait Signal {
 /// items in 2 and a schema URL in 3.
 pub(crate) fn request<S: Signal>(body: &[u8], report: &mut Report) -> Wire<Vec<S::Item>> {
     let mut reader = Reader::new(body);
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(count_items(body));
     while let Some((tag, wire_type)) = reader.next_key()? {
         match tag {
             1 => {
@@ -72,6 +72,40 @@ pub(crate) fn request<S: Signal>(body: &[u8], report: &mut Report) -> Wire<Vec<S
         }
     }
     Ok(items)
+}
+
+/// How many items the request holds, by a walk over the keys that steps
+/// over item bodies, so the item vector is allocated once at its final
+/// size as the message-tree path did (the memtable keeps the vector with
+/// its capacity). A malformed body may give any count; its decode fails.
+fn count_items(body: &[u8]) -> usize {
+    let mut count = 0;
+    let _ = for_each_member(Reader::new(body), 1, &mut |group| {
+        for_each_member(group, 2, &mut |scope_group| {
+            for_each_member(scope_group, 2, &mut |_| {
+                count += 1;
+                Ok(())
+            })
+        })
+    });
+    count
+}
+
+/// Calls `visit` with the body of every length-delimited field `tag`.
+fn for_each_member<'a>(
+    mut reader: Reader<'a>,
+    tag: u32,
+    visit: &mut dyn FnMut(Reader<'a>) -> Wire<()>,
+) -> Wire<()> {
+    while let Some((field, wire_type)) = reader.next_key()? {
+        if field == tag {
+            let (inner, _) = reader.message(wire_type, Depth::TOP)?;
+            visit(inner)?;
+        } else {
+            reader.skip(wire_type, field, Depth::TOP)?;
+        }
+    }
+    Ok(())
 }
 
 fn resource_group<S: Signal>(
