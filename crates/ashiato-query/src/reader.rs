@@ -35,6 +35,13 @@ pub trait ReadStore: Send + Sync {
         Ok(spans)
     }
 
+    /// [`ReadStore::get_traces`] where only ids, names, times, status,
+    /// resource and scope are needed; a store may leave attributes, events
+    /// and links empty. The default reads everything.
+    fn get_trace_outlines(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        self.get_traces(trace_ids)
+    }
+
     /// [`ReadStore::scan_spans`], calling `older(t)` whenever every span
     /// visited from then on starts at or before `t`; `Break` from either
     /// callback ends the scan. Lets "the newest matches" stop as soon as
@@ -99,6 +106,10 @@ impl ReadStore for Store {
 
     fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
         Store::get_traces(self, trace_ids)
+    }
+
+    fn get_trace_outlines(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        Store::get_trace_outlines(self, trace_ids)
     }
 
     fn scan_spans_newest_first(

@@ -135,7 +135,7 @@ pub(crate) fn find_traces(
     let limit = effective_limit(query.limit);
     let filter = query.span_filter();
     let mut found = newest_matching_traces(store, &filter, limit)?;
-    let mut traces = assemble(store, &found.ranked)?;
+    let mut traces = assemble(store, &filter, &found.ranked)?;
     if found.stopped_early && !ranks_hold(&filter, &found.ranked, &traces) {
         // A chosen trace also matches in data the scan stopped before, so
         // its rank is older than it looked: answer from a full scan.
@@ -143,7 +143,7 @@ pub(crate) fn find_traces(
             ranked: newest(earliest_matches(store, &filter)?, limit),
             stopped_early: false,
         };
-        traces = assemble(store, &found.ranked)?;
+        traces = assemble(store, &filter, &found.ranked)?;
     }
     let mut summaries: Vec<TraceSummary> = found
         .ranked
@@ -165,11 +165,19 @@ pub(crate) fn find_traces(
 /// one batch.
 fn assemble(
     store: &dyn ReadStore,
+    filter: &SpanFilter,
     ranked: &[(TraceId, u64)],
 ) -> Result<HashMap<TraceId, Vec<Span>>, QueryError> {
     let ids: Vec<TraceId> = ranked.iter().map(|(trace_id, _)| *trace_id).collect();
     let mut traces: HashMap<TraceId, Vec<Span>> = HashMap::with_capacity(ids.len());
-    for span in store.get_traces(&ids)? {
+    // Summaries need no attributes, events or links; `ranks_hold` needs the
+    // attributes only when the filter tests them.
+    let spans = if filter.attributes.is_empty() {
+        store.get_trace_outlines(&ids)?
+    } else {
+        store.get_traces(&ids)?
+    };
+    for span in spans {
         traces.entry(span.trace_id).or_default().push(span);
     }
     for spans in traces.values_mut() {

@@ -602,6 +602,21 @@ impl Store {
     /// the memtables and at most one reader per segment for all of them,
     /// instead of one lookup per trace walking every segment.
     pub fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        self.traces_with(trace_ids, segment::SpanParts::Full)
+    }
+
+    /// [`Store::get_traces`] without the attributes, events and links of
+    /// sealed spans (memtable spans come whole): what a search needs to
+    /// summarise its result traces, at a fraction of the decompression.
+    pub fn get_trace_outlines(&self, trace_ids: &[TraceId]) -> Result<Vec<Span>, StoreError> {
+        self.traces_with(trace_ids, segment::SpanParts::Outline)
+    }
+
+    fn traces_with(
+        &self,
+        trace_ids: &[TraceId],
+        parts: segment::SpanParts,
+    ) -> Result<Vec<Span>, StoreError> {
         let mut spans = Vec::new();
         let segments: Vec<Arc<Segment>> = {
             let state = self.state();
@@ -614,7 +629,7 @@ impl Store {
             state.span_segments.clone()
         };
         for segment in &segments {
-            segment.traces(trace_ids, &mut spans)?;
+            segment.traces_with(trace_ids, parts, &mut spans)?;
         }
         Ok(spans)
     }

@@ -827,6 +827,28 @@ impl Segment {
         &self.promotion
     }
 
+    /// Every column for a full read; an outline leaves out the attribute
+    /// blob and columns, events and links.
+    fn projection_of(&self, parts: SpanParts) -> ProjectionMask {
+        let schema = self.metadata.parquet_schema();
+        match parts {
+            SpanParts::Full => ProjectionMask::all(),
+            SpanParts::Outline => {
+                let skipped = |name: &str| {
+                    matches!(name, "attributes" | "events" | "links")
+                        || self.promotion.keys().iter().any(|key| key.column == name)
+                };
+                let kept = schema
+                    .columns()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, column)| !skipped(column.name()))
+                    .map(|(index, _)| index);
+                ProjectionMask::leaves(schema, kept)
+            }
+        }
+    }
+
     pub fn overlaps(&self, min: Option<u64>, max: Option<u64>) -> bool {
         min.is_none_or(|min| self.max_time >= min) && max.is_none_or(|max| self.min_time <= max)
     }
@@ -857,6 +879,16 @@ impl Segment {
     /// Spans of several traces in this segment, with one reader: the pages
     /// read are the union of those that can hold any of the ids.
     pub fn traces(&self, trace_ids: &[TraceId], out: &mut Vec<Span>) -> Result<(), StoreError> {
+        self.traces_with(trace_ids, SpanParts::Full, out)
+    }
+
+    /// [`Segment::traces`], reading only `parts` of each span.
+    pub fn traces_with(
+        &self,
+        trace_ids: &[TraceId],
+        parts: SpanParts,
+        out: &mut Vec<Span>,
+    ) -> Result<(), StoreError> {
         let mut wanted: Vec<[u8; 16]> = trace_ids.iter().map(|id| id.0).collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -904,12 +936,13 @@ impl Segment {
             .with_row_groups(row_groups)
             .with_row_selection(RowSelection::from(selectors))
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .with_projection(self.projection_of(parts))
             .build()
             .map_err(|e| parquet_error(&self.path, e))?;
         let mut shared = SharedParts::default();
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
-            let columns = SpanColumns::new(&batch, &self.promotion)
+            let columns = SpanColumns::of(&batch, &self.promotion, parts)
                 .map_err(|e| parquet_error(&self.path, e))?;
             for row in 0..batch.num_rows() {
                 out.push(
@@ -1326,6 +1359,17 @@ impl<'a> SpanIds<'a> {
 
 /// Typed views of one span batch's columns; cheap columns can be tested
 /// before a row's blobs are decoded.
+/// How much of each span a trace read decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanParts {
+    /// Everything.
+    Full,
+    /// Ids, names, times, status, resource and scope; no attributes, events
+    /// or links. Enough to summarise a trace in search results, and most of
+    /// the bytes a trace read decompresses are in the parts left out.
+    Outline,
+}
+
 pub struct SpanColumns<'a> {
     pub rows: usize,
     trace_id: &'a FixedSizeBinaryArray,
@@ -1339,9 +1383,11 @@ pub struct SpanColumns<'a> {
     status_message: &'a StringArray,
     flags: &'a UInt32Array,
     trace_state: &'a StringArray,
-    attributes: &'a BinaryArray,
-    events: &'a BinaryArray,
-    links: &'a BinaryArray,
+    /// `None` in an outline read (see [`SpanParts`]), with `events` and
+    /// `links` likewise.
+    attributes: Option<&'a BinaryArray>,
+    events: Option<&'a BinaryArray>,
+    links: Option<&'a BinaryArray>,
     resource: &'a BinaryArray,
     scope: &'a BinaryArray,
     promoted: PromotedColumns<'a>,
@@ -1425,10 +1471,21 @@ impl<'a> SpanColumns<'a> {
         batch: &'a RecordBatch,
         promotion: &'a Promotion,
     ) -> Result<SpanColumns<'a>, ColumnError> {
+        SpanColumns::of(batch, promotion, SpanParts::Full)
+    }
+
+    /// Views of a batch read with `parts`' projection.
+    fn of(
+        batch: &'a RecordBatch,
+        promotion: &'a Promotion,
+        parts: SpanParts,
+    ) -> Result<SpanColumns<'a>, ColumnError> {
         let promoted = PromotedColumns::new(batch, promotion)?;
-        if !promoted.all_present() {
+        let full = parts == SpanParts::Full;
+        if full && !promoted.all_present() {
             return Err(ColumnError::BadColumn("promoted attribute"));
         }
+        let blob = |name: &'static str| full.then(|| column(batch, name)).transpose();
         Ok(SpanColumns {
             promoted,
             rows: batch.num_rows(),
@@ -1443,9 +1500,9 @@ impl<'a> SpanColumns<'a> {
             status_message: column(batch, "status_message")?,
             flags: column(batch, "flags")?,
             trace_state: column(batch, "trace_state")?,
-            attributes: column(batch, "attributes")?,
-            events: column(batch, "events")?,
-            links: column(batch, "links")?,
+            attributes: blob("attributes")?,
+            events: blob("events")?,
+            links: blob("links")?,
             resource: column(batch, "resource")?,
             scope: column(batch, "scope")?,
         })
@@ -1490,15 +1547,24 @@ impl<'a> SpanColumns<'a> {
                 start_time_unix_nano,
                 self.end_offset.value(row),
             ),
-            attributes: self
-                .promoted
-                .attributes(self.attributes.value(row), row)
-                .map_err(|source| ColumnError::Codec {
-                    column: "attributes",
-                    source,
-                })?,
-            events: decode("events", self.events.value(row), Decoder::events)?,
-            links: decode("links", self.links.value(row), Decoder::links)?,
+            attributes: match self.attributes {
+                Some(blobs) => self
+                    .promoted
+                    .attributes(blobs.value(row), row)
+                    .map_err(|source| ColumnError::Codec {
+                        column: "attributes",
+                        source,
+                    })?,
+                None => Vec::new(),
+            },
+            events: match self.events {
+                Some(blobs) => decode("events", blobs.value(row), Decoder::events)?,
+                None => Vec::new(),
+            },
+            links: match self.links {
+                Some(blobs) => decode("links", blobs.value(row), Decoder::links)?,
+                None => Vec::new(),
+            },
             status: Status {
                 code: codec::status_from_u8(self.status_code.value(row)),
                 message: self.status_message.value(row).to_owned(),

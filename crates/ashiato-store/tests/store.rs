@@ -532,6 +532,43 @@ async fn test_trace_spread_over_segments_and_memtable_is_assembled() {
     assert_eq!(sorted(store.get_trace(trace_id(5)).unwrap()), sorted(parts));
 }
 
+/// Outlines are the full spans minus attributes, events and links of
+/// sealed spans; memtable spans come whole.
+#[tokio::test]
+async fn test_trace_outlines_leave_out_attributes_events_and_links_of_sealed_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let start = now_ns();
+    let sealed = order_trace(7, start);
+    let mut batch = order_trace(70, start);
+    batch.extend(sealed.clone());
+    store.append_spans(batch).await.unwrap();
+    store.seal_now().unwrap();
+    let recent = order_trace(8, start);
+    store.append_spans(recent.clone()).await.unwrap();
+
+    let outlines = sorted(
+        store
+            .get_trace_outlines(&[trace_id(7), trace_id(8)])
+            .unwrap(),
+    );
+    let mut expected: Vec<Span> = sealed
+        .into_iter()
+        .map(|mut span| {
+            span.attributes.clear();
+            span.events.clear();
+            span.links.clear();
+            span
+        })
+        .collect();
+    expected.extend(recent);
+    assert_eq!(outlines, sorted(expected));
+    assert_eq!(
+        sorted(store.get_traces(&[trace_id(7)]).unwrap()),
+        sorted(order_trace(7, start))
+    );
+}
+
 #[tokio::test]
 async fn test_crash_between_catalog_commit_and_wal_delete_does_not_duplicate() {
     let dir = tempfile::tempdir().unwrap();
