@@ -305,7 +305,7 @@ fn write_file(
     schema: SchemaRef,
     props: WriterProperties,
     batches: impl Iterator<Item = Result<RecordBatch, StoreError>>,
-    trailer: impl FnOnce() -> Option<KeyValue>,
+    trailer: impl FnOnce() -> Vec<KeyValue>,
 ) -> Result<u64, StoreError> {
     let file = File::create(path).map_err(|e| io_error(path, e))?;
     let mut writer =
@@ -313,7 +313,7 @@ fn write_file(
     for batch in batches {
         writer.write(&batch?).map_err(|e| parquet_error(path, e))?;
     }
-    if let Some(entry) = trailer() {
+    for entry in trailer() {
         writer.append_key_value_metadata(entry);
     }
     let file = writer.into_inner().map_err(|e| parquet_error(path, e))?;
@@ -366,30 +366,46 @@ pub(crate) fn write_spans_promoting(
     for key in promotion.keys() {
         props = promoted_column_properties(props, key)?;
     }
-    let props = props
-        .set_key_value_metadata(Some(vec![crate::attr_index::build(&order)]))
-        .build();
+    let props = props.build();
     let complete = RefCell::new(vec![true; promotion.keys().len()]);
     let mut resources = BlobCache::new();
     let mut scopes = BlobCache::new();
-    let batches = order.chunks(ROW_GROUP_ROWS).map(|chunk| {
-        span_batch(
-            chunk,
-            &schema,
-            &promotion,
-            &mut complete.borrow_mut(),
-            &mut resources,
-            &mut scopes,
-        )
-        .map_err(|e| parquet_error(path, e))
-    });
-    let trailer = || {
-        let mut promotion = promotion.clone();
-        promotion.set_complete(&complete.borrow());
-        (!promotion.is_empty())
-            .then(|| KeyValue::new(promoted::METADATA_KEY.to_owned(), promotion.encode()))
-    };
-    summary.bytes = write_file(path, schema.clone(), props, batches, trailer)?;
+    // The attribute index is built beside the Parquet writer: sealing is one
+    // thread, and at sustained ingest it is the busiest one while the other
+    // core has room (docs/benchmarks.md, "Where ashiato's ingest stops").
+    summary.bytes = std::thread::scope(|scope| {
+        let index = std::thread::Builder::new()
+            .name("ashiato-attr-index".to_owned())
+            .spawn_scoped(scope, || crate::attr_index::build(&order))
+            .map_err(|e| io_error(path, e))?;
+        let batches = order.chunks(ROW_GROUP_ROWS).map(|chunk| {
+            span_batch(
+                chunk,
+                &schema,
+                &promotion,
+                &mut complete.borrow_mut(),
+                &mut resources,
+                &mut scopes,
+            )
+            .map_err(|e| parquet_error(path, e))
+        });
+        let trailer = || {
+            let index = index
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let mut promotion = promotion.clone();
+            promotion.set_complete(&complete.borrow());
+            let mut entries = vec![index];
+            if !promotion.is_empty() {
+                entries.push(KeyValue::new(
+                    promoted::METADATA_KEY.to_owned(),
+                    promotion.encode(),
+                ));
+            }
+            entries
+        };
+        write_file(path, schema.clone(), props, batches, trailer)
+    })?;
     Ok(summary)
 }
 
@@ -662,7 +678,7 @@ pub fn write_logs(path: &Path, logs: &[&LogRecord]) -> Result<WrittenSegment, St
         log_schema(),
         writer_properties(None)?,
         batches,
-        || None,
+        Vec::new,
     )?;
     Ok(summary)
 }
