@@ -1564,13 +1564,14 @@ impl<'a> SpanColumns<'a> {
                 self.end_offset.value(row),
             ),
             attributes: match self.attributes {
-                Some(blobs) => self
-                    .promoted
-                    .attributes(blobs.value(row), row)
-                    .map_err(|source| ColumnError::Codec {
-                        column: "attributes",
-                        source,
-                    })?,
+                Some(blobs) => {
+                    self.promoted
+                        .attributes(blobs.value(row), row)
+                        .map_err(|source| ColumnError::Codec {
+                            column: "attributes",
+                            source,
+                        })?
+                }
                 None => Vec::new(),
             },
             events: match self.events {
