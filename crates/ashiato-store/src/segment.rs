@@ -36,6 +36,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::page_index::{PageIndexBuilder, PageIndexProvider};
 use parquet::file::metadata::{
     FileMetaData, KeyValue, PageIndexPolicy, ParquetMetaData, ParquetMetaDataBuilder,
     ParquetMetaDataReader,
@@ -823,6 +824,7 @@ impl Segment {
         } else {
             Vec::new()
         };
+        let metadata = slim_for_memory(metadata).map_err(|e| parquet_error(&path, e))?;
         Ok(Segment {
             id,
             path,
@@ -1184,6 +1186,44 @@ fn without_attr_index(
         ArrowReaderMetadata::try_new(Arc::new(stripped), options)?,
         true,
     ))
+}
+
+/// The metadata a segment keeps in memory once its trace index is built:
+/// only the offset half of the page index. Page min/max values are read
+/// once, for the `trace_id` ranges of the trace index; no read prunes pages
+/// by them, while the page locations let a trace read skip the pages of
+/// every column it does not need. Kept for every segment, the column
+/// indexes were about 2.3 MiB of idle memory at 10M spans.
+fn slim_for_memory(
+    metadata: ArrowReaderMetadata,
+) -> Result<ArrowReaderMetadata, parquet::errors::ParquetError> {
+    let parquet = metadata.metadata();
+    let Some(index) = parquet.page_index() else {
+        return Ok(metadata);
+    };
+    let offsets = offsets_only(index.as_ref(), parquet);
+    let mut builder = ParquetMetaData::clone(parquet).into_builder();
+    builder.take_page_index();
+    let slim = builder.set_page_index(Some(offsets)).build();
+    ArrowReaderMetadata::try_new(Arc::new(slim), ArrowReaderOptions::new())
+}
+
+fn offsets_only(
+    index: &dyn PageIndexProvider,
+    parquet: &ParquetMetaData,
+) -> Arc<dyn PageIndexProvider> {
+    let row_groups = parquet.num_row_groups();
+    let columns = parquet.file_metadata().schema_descr().num_columns();
+    let mut offsets = PageIndexBuilder::default();
+    offsets.allocate_offset_indexes(row_groups, columns);
+    for row_group in 0..row_groups {
+        for column in 0..columns {
+            if let Some(offset_index) = index.offset_index(row_group, column) {
+                offsets.put_offset_index(offset_index.clone(), row_group, column);
+            }
+        }
+    }
+    Arc::new(offsets.build())
 }
 
 fn trace_index(
