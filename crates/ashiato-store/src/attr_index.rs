@@ -601,8 +601,6 @@ mod tests {
     #[test]
     fn segments_with_and_without_index_find_the_same_spans() {
         use crate::segment::{Segment, write_spans};
-        use parquet::arrow::ArrowWriter;
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
         let dir = tempfile::tempdir().unwrap();
         let mut rng = Rng(3);
@@ -636,22 +634,8 @@ mod tests {
 
         let old_path = dir.path().join("old.parquet");
         let written = write_spans(&old_path, &refs).unwrap();
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&old_path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
         let rewritten_path = dir.path().join("rewritten.parquet");
-        let mut writer = ArrowWriter::try_new(
-            std::fs::File::create(&rewritten_path).unwrap(),
-            arrow_array::RecordBatchReader::schema(&reader),
-            None,
-        )
-        .unwrap();
-        for batch in reader {
-            writer.write(&batch.unwrap()).unwrap();
-        }
-        writer.close().unwrap();
+        crate::segment::copy_through_arrow_writer(&old_path, &rewritten_path);
         let old = Segment::open(2, rewritten_path, written, true).unwrap();
         assert!(!old.has_attr_index());
 

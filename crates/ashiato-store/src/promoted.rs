@@ -600,29 +600,13 @@ mod tests {
     /// `ArrowWriter` copy does) still reads, from the field metadata.
     #[test]
     fn rewritten_file_reads_from_field_metadata() {
-        use parquet::arrow::ArrowWriter;
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
         let dir = tempfile::tempdir().unwrap();
         let spans = spans(1);
         let path = dir.path().join("a.parquet");
         let refs: Vec<&Span> = spans.iter().collect();
         let written = write_spans_promoting(&path, &refs, MAX_PROMOTED).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
         let copy = dir.path().join("copy.parquet");
-        let mut writer = ArrowWriter::try_new(
-            std::fs::File::create(&copy).unwrap(),
-            arrow_array::RecordBatchReader::schema(&reader),
-            None,
-        )
-        .unwrap();
-        for batch in reader {
-            writer.write(&batch.unwrap()).unwrap();
-        }
-        writer.close().unwrap();
+        crate::segment::copy_through_arrow_writer(&path, &copy);
         let segment = Segment::open(2, copy, written, true).unwrap();
         assert_eq!(segment.promotion().keys().len(), 3);
         assert!(segment.promotion().keys().iter().all(|key| !key.complete));

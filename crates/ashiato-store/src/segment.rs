@@ -1724,6 +1724,27 @@ impl<'a> LogColumns<'a> {
     }
 }
 
+/// Copies a segment through a plain `ArrowWriter`, as an outside tool
+/// would: the rows and the Arrow schema survive, the key-value metadata
+/// ashiato wrote (attribute index, promotion) does not.
+#[cfg(test)]
+pub(crate) fn copy_through_arrow_writer(from: &Path, to: &Path) {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(from).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut writer = ArrowWriter::try_new(
+        File::create(to).unwrap(),
+        arrow_array::RecordBatchReader::schema(&reader),
+        None,
+    )
+    .unwrap();
+    for batch in reader {
+        writer.write(&batch.unwrap()).unwrap();
+    }
+    writer.close().unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
