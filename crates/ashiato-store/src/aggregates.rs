@@ -53,53 +53,100 @@ const QUERY_CHUNK: usize = 2048;
 /// A latency histogram with logarithmic buckets: bucket 0 holds zero
 /// durations, bucket `i >= 1` holds durations in `(GAMMA^(i-2), GAMMA^(i-1)]` ns.
 ///
-/// Stored as one sorted `u64` per non-empty bucket (bucket number in the top
-/// 16 bits, count in the low 48): a week of minutes times operations is
-/// millions of histograms of a few dozen buckets each, and this takes 8 bytes
-/// a bucket where a `BTreeMap<u16, u64>` took about 30 with its nodes.
+/// A week of minutes times operations is millions of histograms of 100–200
+/// buckets each, so they are kept encoded: the non-empty buckets in
+/// increasing order, each as a varint of `count << 1 | skipped`, followed,
+/// when `skipped` is 1, by a varint of how many buckets lie between it and
+/// the previous one. Latency buckets are mostly contiguous and a minute's
+/// counts small, so a bucket takes about one byte (it took 8 as a packed
+/// `u64`, and about 30 in a `BTreeMap<u16, u64>` before that).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
-    packed: Vec<u64>,
+    encoded: Box<[u8]>,
 }
 
-/// Low bits of a packed bucket that hold its count; counts saturate there
-/// (2^48 spans in one bucket is far beyond any real minute).
-const COUNT_BITS: u32 = 48;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Bucket counts saturate here (2^48 spans in one bucket is far beyond any
+/// real minute), which also keeps `count << 1` inside a `u64`.
+const MAX_COUNT: u64 = (1 << 48) - 1;
 
-fn pack(bucket: u16, count: u64) -> u64 {
-    (u64::from(bucket) << COUNT_BITS) | count.min(COUNT_MASK)
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
-fn bucket_of_packed(packed: u64) -> u16 {
-    (packed >> COUNT_BITS) as u16
-}
-
-/// Histograms with at most this many buckets are merged by insertion.
-const SMALL_MERGE: usize = 8;
-
-/// The sum of two packed, sorted bucket lists.
-fn merge_sorted(left: &[u64], right: &[u64]) -> Vec<u64> {
-    let mut merged = Vec::with_capacity(left.len() + right.len());
-    let (mut i, mut j) = (0, 0);
-    while i < left.len() && j < right.len() {
-        let (a, b) = (bucket_of_packed(left[i]), bucket_of_packed(right[j]));
-        if a == b {
-            let total = (left[i] & COUNT_MASK).saturating_add(right[j] & COUNT_MASK);
-            merged.push(pack(a, total));
-            i += 1;
-            j += 1;
-        } else if a < b {
-            merged.push(left[i]);
-            i += 1;
-        } else {
-            merged.push(right[j]);
-            j += 1;
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(value);
         }
     }
-    merged.extend_from_slice(&left[i..]);
-    merged.extend_from_slice(&right[j..]);
-    merged
+    None
+}
+
+/// Builds a histogram's encoding from buckets given in increasing order.
+struct Encoder {
+    out: Vec<u8>,
+    /// The bucket that needs no skip marker: one past the previous.
+    next: u32,
+}
+
+impl Encoder {
+    fn with_capacity(bytes: usize) -> Encoder {
+        Encoder {
+            out: Vec::with_capacity(bytes),
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, bucket: u16, count: u64) {
+        let skipped = u32::from(bucket).saturating_sub(self.next);
+        if count == 0 || u32::from(bucket) < self.next {
+            return;
+        }
+        put_varint(
+            &mut self.out,
+            count.min(MAX_COUNT) << 1 | u64::from(skipped > 0),
+        );
+        if skipped > 0 {
+            put_varint(&mut self.out, u64::from(skipped));
+        }
+        self.next = u32::from(bucket) + 1;
+    }
+
+    fn finish(self) -> Histogram {
+        Histogram {
+            encoded: self.out.into_boxed_slice(),
+        }
+    }
+}
+
+/// The non-empty buckets of an encoded histogram, in increasing order.
+struct Buckets<'a> {
+    bytes: &'a [u8],
+    next: u32,
+}
+
+impl Iterator for Buckets<'_> {
+    type Item = (u16, u64);
+
+    fn next(&mut self) -> Option<(u16, u64)> {
+        let head = take_varint(&mut self.bytes)?;
+        let skipped = if head & 1 == 1 {
+            take_varint(&mut self.bytes)?
+        } else {
+            0
+        };
+        let bucket = u16::try_from(u64::from(self.next).checked_add(skipped)?).ok()?;
+        self.next = u32::from(bucket) + 1;
+        Some((bucket, head >> 1))
+    }
 }
 
 impl Histogram {
@@ -124,44 +171,74 @@ impl Histogram {
         }
     }
 
-    /// Non-empty buckets and their counts, by bucket.
-    fn buckets(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        self.packed
-            .iter()
-            .map(|&packed| (bucket_of_packed(packed), packed & COUNT_MASK))
+    /// A histogram of (bucket, count) pairs in any order, repeats summed.
+    fn from_unsorted(mut pairs: Vec<(u16, u64)>) -> Histogram {
+        pairs.sort_unstable_by_key(|&(bucket, _)| bucket);
+        let mut encoder = Encoder::with_capacity(pairs.len() + 4);
+        let mut pairs = pairs.into_iter().peekable();
+        while let Some((bucket, mut count)) = pairs.next() {
+            while let Some((_, more)) = pairs.next_if(|&(next, _)| next == bucket) {
+                count = count.saturating_add(more);
+            }
+            encoder.push(bucket, count);
+        }
+        encoder.finish()
     }
 
-    fn add(&mut self, bucket: u16, count: u64) {
-        match self
-            .packed
-            .binary_search_by_key(&bucket, |&packed| bucket_of_packed(packed))
-        {
-            Ok(index) => {
-                let total = (self.packed[index] & COUNT_MASK).saturating_add(count);
-                self.packed[index] = pack(bucket, total);
-            }
-            Err(index) => self.packed.insert(index, pack(bucket, count)),
+    /// A histogram of the given durations.
+    fn of_durations(durations: impl IntoIterator<Item = u64>) -> Histogram {
+        Histogram::from_unsorted(
+            durations
+                .into_iter()
+                .map(|duration| (Self::bucket_of(duration), 1))
+                .collect(),
+        )
+    }
+
+    /// Non-empty buckets and their counts, by bucket.
+    fn buckets(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        Buckets {
+            bytes: &self.encoded,
+            next: 0,
         }
     }
 
-    pub fn record(&mut self, duration_ns: u64) {
+    #[cfg(test)]
+    fn add(&mut self, bucket: u16, count: u64) {
+        self.merge(&Histogram::from_unsorted(vec![(bucket, count)]));
+    }
+
+    #[cfg(test)]
+    fn record(&mut self, duration_ns: u64) {
         self.add(Self::bucket_of(duration_ns), 1);
     }
 
-    /// Adds `other`'s counts: bucket by bucket when it is small (a batch's
-    /// cell), else in one pass over both sorted lists.
+    /// Adds `other`'s counts, in one pass over both bucket lists.
     pub fn merge(&mut self, other: &Histogram) {
-        if other.packed.len() <= SMALL_MERGE {
-            for (bucket, count) in other.buckets() {
-                self.add(bucket, count);
-            }
+        if other.encoded.is_empty() {
             return;
         }
-        let mut merged = merge_sorted(&self.packed, &other.packed);
-        if merged.capacity() > merged.len() + merged.len() / 4 {
-            merged.shrink_to_fit();
+        if self.encoded.is_empty() {
+            self.clone_from(other);
+            return;
         }
-        self.packed = merged;
+        let mut encoder = Encoder::with_capacity(self.encoded.len() + other.encoded.len());
+        let (mut left, mut right) = (self.buckets().peekable(), other.buckets().peekable());
+        loop {
+            let taken = match (left.peek(), right.peek()) {
+                (Some(&(a, count_a)), Some(&(b, count_b))) if a == b => {
+                    right.next();
+                    left.next().map(|_| (a, count_a.saturating_add(count_b)))
+                }
+                (Some(&(a, _)), Some(&(b, _))) if b < a => right.next(),
+                (Some(_), _) => left.next(),
+                (None, _) => right.next(),
+            };
+            let Some((bucket, count)) = taken else { break };
+            encoder.push(bucket, count);
+        }
+        drop(left);
+        *self = encoder.finish();
     }
 
     pub fn count(&self) -> u64 {
@@ -234,10 +311,8 @@ fn is_entry(span: &Span) -> bool {
 
 /// A batch's cells keyed by borrowed names: a batch repeats few keys, so
 /// owned keys are built once per distinct key rather than once per span.
-fn batch_cells<'a>(
-    spans: impl IntoIterator<Item = &'a Span>,
-) -> HashMap<(u64, &'a str, &'a str, bool), Cell> {
-    let mut cells: HashMap<(u64, &str, &str, bool), Cell> = HashMap::new();
+fn batch_cells<'a>(spans: impl IntoIterator<Item = &'a Span>) -> Vec<(BatchKey<'a>, Cell)> {
+    let mut tallies: FoldHashMap<BatchKey<'a>, Tally> = FoldHashMap::default();
     for span in spans {
         let key = (
             span.start_time_unix_nano / MINUTE_NS,
@@ -245,14 +320,41 @@ fn batch_cells<'a>(
             span.name.as_str(),
             is_entry(span),
         );
-        let cell = cells.entry(key).or_default();
+        let tally = tallies.entry(key).or_default();
         let duration = span.duration_ns();
-        cell.count += 1;
-        cell.errors += u64::from(span.is_error());
-        cell.sum_ns = cell.sum_ns.saturating_add(duration);
-        cell.histogram.record(duration);
+        tally.count += 1;
+        tally.errors += u64::from(span.is_error());
+        tally.sum_ns = tally.sum_ns.saturating_add(duration);
+        tally.durations.push(duration);
     }
-    cells
+    tallies
+        .into_iter()
+        .map(|(key, tally)| {
+            let cell = Cell {
+                count: tally.count,
+                errors: tally.errors,
+                sum_ns: tally.sum_ns,
+                histogram: Histogram::of_durations(tally.durations),
+            };
+            (key, cell)
+        })
+        .collect()
+}
+
+/// (minute, service, operation, entry) with the names borrowed from a batch.
+type BatchKey<'a> = (u64, &'a str, &'a str, bool);
+
+/// A hash map for keys the process makes itself (nothing a client can aim
+/// collisions at is hashed with it), where SipHash's cost shows in profiles.
+type FoldHashMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// One batch cell being counted; its histogram is encoded once at the end.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    errors: u64,
+    sum_ns: u64,
+    durations: Vec<u64>,
 }
 
 /// Which minutes an aggregate query covers and how they are grouped.
@@ -649,7 +751,7 @@ fn encode(table: &Table) -> Vec<u8> {
         out.extend_from_slice(&cell.count.to_le_bytes());
         out.extend_from_slice(&cell.errors.to_le_bytes());
         out.extend_from_slice(&cell.sum_ns.to_le_bytes());
-        out.extend_from_slice(&(cell.histogram.packed.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(cell.histogram.buckets().count() as u32).to_le_bytes());
         for (bucket, count) in cell.histogram.buckets() {
             out.extend_from_slice(&bucket.to_le_bytes());
             out.extend_from_slice(&count.to_le_bytes());
@@ -712,17 +814,19 @@ fn decode_file(bytes: &[u8]) -> Option<Table> {
         let entry = reader.take(1)?.first().copied()? != 0;
         let service = reader.string()?;
         let operation = reader.string()?;
-        let mut cell = Cell {
-            count: reader.u64()?,
-            errors: reader.u64()?,
-            sum_ns: reader.u64()?,
-            histogram: Histogram::default(),
-        };
-        for _ in 0..reader.u32()? {
-            let bucket = reader.u16()?;
-            let count = reader.u64()?;
-            cell.histogram.add(bucket, count);
+        let (count, errors, sum_ns) = (reader.u64()?, reader.u64()?, reader.u64()?);
+        let buckets = reader.u32()?;
+        // at most what the remaining bytes can hold (10 bytes a bucket)
+        let mut pairs = Vec::with_capacity((buckets as usize).min(reader.bytes.len() / 10));
+        for _ in 0..buckets {
+            pairs.push((reader.u16()?, reader.u64()?));
         }
+        let cell = Cell {
+            count,
+            errors,
+            sum_ns,
+            histogram: Histogram::from_unsorted(pairs),
+        };
         let key = Key {
             minute,
             service,
@@ -769,7 +873,7 @@ mod tests {
     }
 
     #[test]
-    fn test_packed_buckets_merge_like_a_map() {
+    fn test_encoded_buckets_merge_like_a_map() {
         let few: Vec<u64> = vec![0, 7, 7, 1_000_000];
         let many: Vec<u64> = (0..500u64).map(|i| i * i * 7_919 + i).collect();
         let cases: [(&[u64], &[u64]); 5] = [
@@ -786,17 +890,33 @@ mod tests {
             a.merge(&b);
             let expected = reference(&[left, right].concat());
             assert_eq!(a.buckets().collect::<BTreeMap<_, _>>(), expected);
-            assert!(
-                a.packed
-                    .windows(2)
-                    .all(|w| w[0] >> COUNT_BITS < w[1] >> COUNT_BITS)
-            );
+            let buckets: Vec<u16> = a.buckets().map(|(bucket, _)| bucket).collect();
+            assert!(buckets.windows(2).all(|w| w[0] < w[1]));
             assert_eq!(a.count(), (left.len() + right.len()) as u64);
         }
         let mut full = Histogram::default();
-        full.add(3, COUNT_MASK);
+        full.add(3, MAX_COUNT);
         full.add(3, 5);
-        assert_eq!(full.buckets().collect::<Vec<_>>(), vec![(3, COUNT_MASK)]);
+        full.add(1000, u64::MAX);
+        assert_eq!(
+            full.buckets().collect::<Vec<_>>(),
+            vec![(3, MAX_COUNT), (1000, MAX_COUNT)]
+        );
+    }
+
+    #[test]
+    fn test_a_minute_of_latencies_takes_about_a_byte_a_bucket() {
+        // 800 spans from 1 ms to 400 ms, a few buckets apart at the tails
+        let durations = (0..800u64).map(|i| 1_000_000 + i * i * 620);
+        let histogram = Histogram::of_durations(durations);
+        let buckets = histogram.buckets().count();
+        assert!(buckets > 100, "{buckets}");
+        assert!(
+            histogram.encoded.len() <= buckets * 5 / 4,
+            "{}",
+            histogram.encoded.len()
+        );
+        assert_eq!(histogram.count(), 800);
     }
 
     #[test]
