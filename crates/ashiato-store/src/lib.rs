@@ -33,9 +33,11 @@
 //!    (128 MiB estimated), `seal_max_age` (2 min, once it holds 10k rows) or
 //!    `seal_idle_max_age` (30 min, any size), the writer starts a new
 //!    WAL file and freezes the memtable (it stays queryable); the sealer
-//!    thread (`sealer`) writes Parquet, registers the segments and the WAL
-//!    mark in one SQLite transaction, swaps memtable for segments in memory
-//!    under one lock, and deletes the covered WAL files.
+//!    (`sealer`, `seal_workers` threads, default 2) writes Parquet for up
+//!    to that many frozen memtables at once, then, strictly oldest first,
+//!    registers the segments and the WAL mark in one SQLite transaction,
+//!    swaps memtable for segments in memory under one lock, and deletes the
+//!    covered WAL files.
 //! 4. At open, orphan segment files (not in the catalog) are deleted, WAL
 //!    files at or below the covered mark are deleted, the rest is replayed
 //!    into the memtable. A torn WAL tail is logged, truncated and skipped.
@@ -158,6 +160,7 @@ pub use crate::aggregates::{
     AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, ServiceAggregate,
 };
 pub use crate::codec::CodecError;
+pub use crate::sealer::SealHold;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -183,6 +186,9 @@ pub struct StoreConfig {
     /// Estimated bytes of active plus frozen memtables above which appends
     /// are refused until sealing catches up.
     pub max_memory_bytes: u64,
+    /// Frozen memtables written to Parquet at once (each on its own thread;
+    /// commits still happen one at a time, oldest first).
+    pub seal_workers: usize,
     /// How often expired segments are looked for.
     pub retention_interval: Duration,
 }
@@ -190,7 +196,7 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 128 MiB
     /// / 2 minutes (with at least 10k rows) / 30 minutes, 384 MiB memtable
-    /// memory, retention checked every minute.
+    /// memory, two seal workers, retention checked every minute.
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             data_dir: data_dir.into(),
@@ -203,6 +209,7 @@ impl StoreConfig {
             seal_age_min_rows: 10_000,
             seal_idle_max_age: Duration::from_secs(30 * 60),
             max_memory_bytes: 384 * 1024 * 1024,
+            seal_workers: 2,
             retention_interval: Duration::from_secs(60),
         }
     }
@@ -351,6 +358,8 @@ struct Shared {
     shutting_down: AtomicBool,
     /// Per-minute service/operation figures (see `aggregates`).
     aggregates: aggregates::Aggregates,
+    /// Test hook holding back one seal's write phase (see `hold_next_seal`).
+    seal_hold: Arc<sealer::WriteHold>,
 }
 
 struct Inner {
@@ -444,6 +453,7 @@ impl Store {
             memory_bytes: AtomicU64::new(memory),
             shutting_down: AtomicBool::new(false),
             aggregates,
+            seal_hold: Arc::default(),
         });
         retention::enforce(&shared)?;
 
@@ -908,6 +918,14 @@ impl Store {
         WriterStall {
             gate: self.inner.writer_gate.clone(),
         }
+    }
+
+    /// Test hook: the next memtable handed to the sealer is not written
+    /// until the returned guard is dropped (or the store shuts down), so a
+    /// later one can finish writing first.
+    #[doc(hidden)]
+    pub fn hold_next_seal(&self) -> SealHold {
+        SealHold::arm(self.inner.shared.seal_hold.clone())
     }
 }
 

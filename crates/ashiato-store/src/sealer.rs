@@ -1,18 +1,25 @@
-//! The sealer thread: turns frozen memtables into Parquet segments.
+//! The sealer: turns frozen memtables into Parquet segments.
 //!
-//! For each frozen memtable, in order: write `spans-<seq>.parquet` and
-//! `logs-<seq>.parquet` under a temporary name, fsync, rename, then register
-//! them in the catalog together with "WAL covered up to seq" in one
-//! transaction. Only then is the memtable swapped for the segments in memory
-//! (under one lock, so readers see each row exactly once) and the covered WAL
-//! files deleted. A failed seal is retried; the data stays in the WAL and the
-//! frozen memtable meanwhile.
+//! Sealing a frozen memtable has two phases. The write phase writes
+//! `spans-<seq>.parquet` and `logs-<seq>.parquet` under a temporary name,
+//! fsyncs and renames them; it touches nothing shared, so up to
+//! `seal_workers` memtables are written at once (one worker thread each).
+//! The commit phase registers the segments in the catalog together with
+//! "WAL covered up to seq" in one transaction, deletes the covered WAL files
+//! and swaps the memtable for the segments in memory (under one lock, so
+//! readers see each row exactly once). Commits run strictly in the order the
+//! memtables were frozen, so the covered mark only ever advances in seq
+//! order: a later memtable whose write finishes first waits with its files
+//! written but not registered (`open` deletes such files after a crash, and
+//! the WAL still holds their rows). A failed write or commit is retried with
+//! backoff; later memtables wait for it, their data stays in the WAL and the
+//! frozen memtables meanwhile.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{error, info, warn};
@@ -26,6 +33,8 @@ use crate::{Shared, StoreError};
 
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often a held write (test hook) looks for a shutdown.
+const HOLD_POLL: Duration = Duration::from_millis(10);
 
 pub struct SealJob {
     /// `None` only asks for a reply once earlier jobs are done.
@@ -33,32 +42,287 @@ pub struct SealJob {
     pub reply: Option<SealReply>,
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the workers share: the job queue and whose turn it is to commit.
+struct Workers {
+    shared: Arc<Shared>,
+    /// The queue and the next ticket, under one lock so tickets follow the
+    /// order the writer froze the memtables in.
+    inbox: Mutex<(Receiver<SealJob>, u64)>,
+    turns: Turns,
+}
+
+/// Runs the sealer on this thread plus `seal_workers - 1` helpers; returns
+/// when the writer is gone or the store shuts down.
 pub fn run(shared: Arc<Shared>, inbox: Receiver<SealJob>) {
-    while let Ok(job) = inbox.recv() {
-        let mut reply = job.reply;
-        if let Some(table) = job.table {
-            let mut delay = RETRY_MIN;
-            loop {
-                if shared.shutting_down.load(Ordering::Relaxed) {
-                    // The data is safe in the WAL; the next open replays it.
-                    return;
-                }
-                match seal(&shared, &table) {
-                    Ok(()) => break,
-                    Err(failure) => {
-                        error!(wal_seq = table.wal_seq, error = %failure, "seal failed, will retry");
-                        if let Some(reply) = reply.take() {
-                            let _ = reply.send(Err(failure));
-                        }
-                        std::thread::sleep(delay);
-                        delay = (delay * 2).min(RETRY_MAX);
-                    }
-                }
+    let count = shared.config.seal_workers.max(1);
+    let workers = Workers {
+        shared,
+        inbox: Mutex::new((inbox, 0)),
+        turns: Turns::default(),
+    };
+    std::thread::scope(|scope| {
+        for n in 1..count {
+            let spawned = std::thread::Builder::new()
+                .name(format!("ashiato-seal-{n}"))
+                .spawn_scoped(scope, || work(&workers));
+            if let Err(failure) = spawned {
+                warn!(error = %failure, "could not start a seal worker, sealing with fewer");
             }
         }
+        work(&workers);
+    });
+}
+
+/// One worker: take the next job, write it, wait for its turn, commit it.
+fn work(workers: &Workers) {
+    let shared = &workers.shared;
+    loop {
+        let (ticket, job, held) = {
+            let mut inbox = lock(&workers.inbox);
+            let Ok(job) = inbox.0.recv() else { return };
+            let ticket = inbox.1;
+            inbox.1 += 1;
+            (ticket, job, shared.seal_hold.take_armed())
+        };
+        // stops every later commit if this job ends without committing
+        let mut turn = Turn {
+            turns: &workers.turns,
+            ticket,
+            done: false,
+        };
+        let mut reply = job.reply;
+        let sealed = match job.table {
+            Some(table) => {
+                if held && !shared.seal_hold.wait_released(shared) {
+                    return;
+                }
+                let Some(written) = write_with_retry(shared, &table, &mut reply) else {
+                    return;
+                };
+                Some((table, written))
+            }
+            None => None,
+        };
+        if !workers.turns.wait_for(ticket) {
+            // an earlier job was abandoned at shutdown; the WAL keeps this one
+            return;
+        }
+        if let Some((table, written)) = sealed
+            && !commit_with_retry(shared, &table, written, &mut reply)
+        {
+            return;
+        }
+        turn.finish();
         if let Some(reply) = reply {
             let _ = reply.send(Ok(()));
         }
+    }
+}
+
+/// The write phase, retried until it succeeds; `None` at shutdown.
+fn write_with_retry(
+    shared: &Shared,
+    table: &Memtable,
+    reply: &mut Option<SealReply>,
+) -> Option<Vec<Written>> {
+    let mut delay = RETRY_MIN;
+    loop {
+        if shared.shutting_down.load(Ordering::Relaxed) {
+            // The data is safe in the WAL; the next open replays it.
+            return None;
+        }
+        match write(shared, table) {
+            Ok(written) => {
+                shared.seal_hold.wrote();
+                return Some(written);
+            }
+            Err(failure) => {
+                error!(wal_seq = table.wal_seq, error = %failure, "seal failed, will retry");
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Err(failure));
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// The commit phase, retried until the catalog takes it; `false` at
+/// shutdown (the written files are then orphans that `open` deletes).
+fn commit_with_retry(
+    shared: &Shared,
+    table: &Arc<Memtable>,
+    written: Vec<Written>,
+    reply: &mut Option<SealReply>,
+) -> bool {
+    let mut delay = RETRY_MIN;
+    loop {
+        match commit_catalog(shared, table.wal_seq, &written) {
+            Ok(ids) => {
+                finish_commit(shared, table, written, ids);
+                return true;
+            }
+            Err(failure) => {
+                error!(wal_seq = table.wal_seq, error = %failure, "seal commit failed, will retry");
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Err(failure));
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(RETRY_MAX);
+                if shared.shutting_down.load(Ordering::Relaxed) {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Commit order: tickets are handed out in the order jobs arrive and a job
+/// commits only when every earlier ticket has.
+#[derive(Default)]
+struct Turns {
+    state: Mutex<TurnState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct TurnState {
+    /// The ticket allowed to commit next.
+    next: u64,
+    /// An earlier job ended without committing (shutdown or panic): nothing
+    /// after it may commit, or the covered mark would skip its WAL file.
+    stopped: bool,
+}
+
+impl Turns {
+    /// Waits until `ticket` may commit; `false` once commits have stopped.
+    fn wait_for(&self, ticket: u64) -> bool {
+        let mut state = lock(&self.state);
+        while !state.stopped && state.next != ticket {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        !state.stopped
+    }
+}
+
+/// A job's place in the commit order; dropping it unfinished stops all
+/// later commits (also when the worker panics).
+struct Turn<'a> {
+    turns: &'a Turns,
+    ticket: u64,
+    done: bool,
+}
+
+impl Turn<'_> {
+    fn finish(&mut self) {
+        self.done = true;
+        lock(&self.turns.state).next = self.ticket + 1;
+        self.turns.changed.notify_all();
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.turns.state).stopped = true;
+            self.turns.changed.notify_all();
+        }
+    }
+}
+
+/// Test hook: holds back the write phase of the next seal job, so a later
+/// memtable can finish writing first.
+#[derive(Default)]
+pub struct WriteHold {
+    state: Mutex<HoldState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct HoldState {
+    /// The next job taken is held.
+    armed: bool,
+    /// A taken job is held until `release`.
+    holding: bool,
+    /// Write phases finished since the store opened.
+    writes: u64,
+}
+
+impl WriteHold {
+    fn take_armed(&self) -> bool {
+        let mut state = lock(&self.state);
+        let armed = std::mem::take(&mut state.armed);
+        state.holding |= armed;
+        armed
+    }
+
+    /// Waits for `release`; `false` if the store shuts down first.
+    fn wait_released(&self, shared: &Shared) -> bool {
+        let mut state = lock(&self.state);
+        while state.holding {
+            if shared.shutting_down.load(Ordering::Relaxed) {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, HOLD_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn wrote(&self) {
+        lock(&self.state).writes += 1;
+        self.changed.notify_all();
+    }
+
+    fn arm(&self) {
+        lock(&self.state).armed = true;
+    }
+
+    fn release(&self) {
+        let mut state = lock(&self.state);
+        state.armed = false;
+        state.holding = false;
+        self.changed.notify_all();
+    }
+}
+
+/// Returned by `Store::hold_next_seal`; the held write goes on when it is
+/// dropped.
+#[doc(hidden)]
+pub struct SealHold {
+    hold: Arc<WriteHold>,
+}
+
+impl SealHold {
+    pub(crate) fn arm(hold: Arc<WriteHold>) -> SealHold {
+        hold.arm();
+        SealHold { hold }
+    }
+
+    /// Blocks until `count` write phases have finished since the store opened.
+    pub fn wait_writes(&self, count: u64) {
+        let mut state = lock(&self.hold.state);
+        while state.writes < count {
+            state = self
+                .hold
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for SealHold {
+    fn drop(&mut self) {
+        self.hold.release();
     }
 }
 
@@ -85,7 +349,9 @@ fn write_segment(
     Ok((final_path, written))
 }
 
-fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
+/// The write phase: segment files of one memtable, fsynced and renamed, not
+/// yet registered anywhere.
+fn write(shared: &Shared, table: &Memtable) -> Result<Vec<Written>, StoreError> {
     let dir = &shared.paths.segments_dir;
     let seq = table.wal_seq;
     let mut written: Vec<Written> = Vec::new();
@@ -104,8 +370,12 @@ fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
     }
     drop(logs);
     sync_dir(dir)?;
+    Ok(written)
+}
 
-    let mut catalog = shared.catalog.lock().unwrap_or_else(|e| e.into_inner());
+/// Registers the written segments and the covered mark in one transaction.
+fn commit_catalog(shared: &Shared, seq: u64, written: &[Written]) -> Result<Vec<i64>, StoreError> {
+    let mut catalog = lock(&shared.catalog);
     let new_segments: Vec<NewSegment<'_>> = written
         .iter()
         .map(|(kind, name, _, summary)| NewSegment {
@@ -114,11 +384,13 @@ fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
             written: summary,
         })
         .collect();
-    let ids = catalog.commit_seal(&new_segments, seq, now_unix_nano())?;
-    drop(catalog);
+    catalog.commit_seal(&new_segments, seq, now_unix_nano())
+}
 
-    // Committed: from here on nothing may be retried, or the segment would be
-    // registered twice.
+/// After the catalog commit: nothing here may fail the seal, or the segment
+/// would be registered twice.
+fn finish_commit(shared: &Shared, table: &Arc<Memtable>, written: Vec<Written>, ids: Vec<i64>) {
+    let seq = table.wal_seq;
     delete_covered_wal(&shared.paths.wal_dir, seq);
     match open_segments(written, ids) {
         Ok(opened) => swap_in_segments(shared, table, opened),
@@ -134,7 +406,6 @@ fn seal(shared: &Shared, table: &Arc<Memtable>) -> Result<(), StoreError> {
         logs = table.log_count,
         "sealed memtable"
     );
-    Ok(())
 }
 
 type Written = (SegmentKind, String, PathBuf, WrittenSegment);
