@@ -152,7 +152,7 @@ fn unindexed_keys(sample: &[&Span]) -> Vec<String> {
 
 /// Attribute lists (of spans or resources) read from memory before any is
 /// hashed: about 300 KiB of the benchmark workload, well inside L2 cache.
-const WARM_LISTS: usize = 256;
+pub(crate) const WARM_LISTS: usize = 256;
 
 /// Reads the attribute lists of `lists` and the first byte of every key
 /// and string value, so the cache misses of all of them overlap.
@@ -162,7 +162,7 @@ const WARM_LISTS: usize = 256;
 /// miss in turn (two thirds of the build time). Loads that nothing but a
 /// cheap sum depends on are issued back to back instead, and the hashing
 /// pass that follows finds the bytes in cache.
-fn warm(lists: &[&[KeyValue]]) {
+pub(crate) fn warm(lists: &[&[KeyValue]]) {
     let mut touched = 0usize;
     for kv in lists.iter().flat_map(|list| list.iter()) {
         touched = touched.wrapping_add(kv.key.len());

@@ -18,11 +18,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::builder::BinaryBuilder;
+use arrow_array::builder::{BinaryBuilder, Int64Builder, StringBuilder, StringDictionaryBuilder};
 use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, FixedSizeBinaryArray, Int64Array,
-    RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch,
+    StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ashiato_model::{
@@ -329,6 +329,23 @@ pub fn write_spans(path: &Path, spans: &[&Span]) -> Result<WrittenSegment, Store
     write_spans_promoting(path, spans, promoted::MAX_PROMOTED)
 }
 
+/// `spans` in segment order: by trace id, then start time. The sort keys
+/// are copied out first, because comparing through the references read
+/// two scattered spans for every comparison. A trace id as a big-endian
+/// integer orders like its bytes.
+fn segment_order<'a>(spans: &[&'a Span]) -> Vec<&'a Span> {
+    let mut keys: Vec<(u128, u64, usize)> = spans
+        .iter()
+        .enumerate()
+        .map(|(at, span)| {
+            let trace = u128::from_be_bytes(span.trace_id.0);
+            (trace, span.start_time_unix_nano, at)
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.iter().map(|&(_, _, at)| spans[at]).collect()
+}
+
 /// [`write_spans`] with at most `max_promoted` attribute columns; 0 writes
 /// the layout of segments from before promotion (tests of old segments).
 pub(crate) fn write_spans_promoting(
@@ -336,10 +353,7 @@ pub(crate) fn write_spans_promoting(
     spans: &[&Span],
     max_promoted: usize,
 ) -> Result<WrittenSegment, StoreError> {
-    let mut order: Vec<&Span> = spans.to_vec();
-    order.sort_unstable_by(|a, b| {
-        (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
-    });
+    let order = segment_order(spans);
     let distinct_traces = order
         .windows(2)
         .filter(|w| w[0].trace_id != w[1].trace_id)
@@ -353,11 +367,17 @@ pub(crate) fn write_spans_promoting(
         services: BTreeSet::new(),
         ops: OpStats::new(),
     };
-    for span in &order {
+    // In arrival order: neighbours share their batch's resource and lie
+    // close together in memory (in segment order every span is a miss).
+    let mut last_resource = std::ptr::null();
+    for span in spans {
         summary.min_time = summary.min_time.min(span.start_time_unix_nano);
         summary.max_time = summary.max_time.max(span.start_time_unix_nano);
-        if !summary.services.contains(span.service_name()) {
-            summary.services.insert(span.service_name().to_owned());
+        if Arc::as_ptr(&span.resource) != last_resource {
+            last_resource = Arc::as_ptr(&span.resource);
+            if !summary.services.contains(span.service_name()) {
+                summary.services.insert(span.service_name().to_owned());
+            }
         }
         summary.ops.add_span(span);
     }
@@ -551,6 +571,12 @@ fn span_batch(
 /// the column, with a placeholder in its place in the blob; any other
 /// occurrence stays in the blob and clears the key's `complete` flag. So a
 /// value in the column is always the key's first (the one a lookup sees).
+///
+/// Rows come sorted by trace id, scattered over the memtable, so every
+/// key and value read is a likely cache miss: each block of rows is first
+/// warmed (see `attr_index::warm`) and each value goes to its column's
+/// builder while its bytes are still in cache, in the same pass that
+/// writes the blob.
 fn attribute_columns(
     spans: &[&Span],
     promotion: &Promotion,
@@ -560,9 +586,9 @@ fn attribute_columns(
         return Ok((blobs(spans, |e, s| e.attrs(&s.attributes))?, Vec::new()));
     }
     let keys = promotion.keys();
-    let mut values: Vec<Vec<Option<&AttrValue>>> = keys
+    let mut columns: Vec<PromotedBuilder> = keys
         .iter()
-        .map(|_| Vec::with_capacity(spans.len()))
+        .map(|key| PromotedBuilder::new(key, spans.len()))
         .collect();
     let mut slots: Vec<Option<&AttrValue>> = vec![None; keys.len()];
     let mut seen = vec![false; keys.len()];
@@ -571,78 +597,107 @@ fn attribute_columns(
     let mut hints: Vec<(&str, Option<usize>)> = Vec::new();
     let mut encoder = Encoder::default();
     let mut ends = Vec::with_capacity(spans.len());
-    for span in spans {
-        slots.fill(None);
-        seen.fill(false);
-        encoder.u64(span.attributes.len() as u64);
-        for (at, kv) in span.attributes.iter().enumerate() {
-            let position = match hints.get(at) {
-                Some((key, position)) if *key == kv.key => *position,
-                _ => {
-                    let position = promotion.position(&kv.key);
-                    if at < hints.len() {
-                        hints[at] = (kv.key.as_str(), position);
-                    } else {
-                        hints.push((kv.key.as_str(), position));
+    let mut lists: Vec<&[Attribute]> = Vec::with_capacity(attr_index::WARM_LISTS);
+    for block in spans.chunks(attr_index::WARM_LISTS) {
+        lists.clear();
+        lists.extend(block.iter().map(|span| span.attributes.as_slice()));
+        attr_index::warm(&lists);
+        for span in block {
+            slots.fill(None);
+            seen.fill(false);
+            encoder.u64(span.attributes.len() as u64);
+            for (at, kv) in span.attributes.iter().enumerate() {
+                let position = match hints.get(at) {
+                    Some((key, position)) if *key == kv.key => *position,
+                    _ => {
+                        let position = promotion.position(&kv.key);
+                        if at < hints.len() {
+                            hints[at] = (kv.key.as_str(), position);
+                        } else {
+                            hints.push((kv.key.as_str(), position));
+                        }
+                        position
                     }
-                    position
-                }
-            };
-            // Only a key's first occurrence may go to its column (it is the
-            // one lookups see), and only when it has the column's type.
-            let first = position.filter(|&index| !std::mem::replace(&mut seen[index], true));
-            match first {
-                Some(index) if promoted::kind_of(&kv.value) == Some(keys[index].kind) => {
-                    encoder.promoted_placeholder(index);
-                    slots[index] = Some(&kv.value);
-                }
-                _ => {
-                    if let Some(index) = position {
-                        complete[index] = false;
+                };
+                // Only a key's first occurrence may go to its column (it is
+                // the one lookups see), and only when it has the column's
+                // type.
+                let first = position.filter(|&index| !std::mem::replace(&mut seen[index], true));
+                match first {
+                    Some(index) if promoted::kind_of(&kv.value) == Some(keys[index].kind) => {
+                        encoder.promoted_placeholder(index);
+                        slots[index] = Some(&kv.value);
                     }
-                    encoder.str(&kv.key);
-                    encoder.value(&kv.value);
+                    _ => {
+                        if let Some(index) = position {
+                            complete[index] = false;
+                        }
+                        encoder.str(&kv.key);
+                        encoder.value(&kv.value);
+                    }
                 }
             }
-        }
-        ends.push(encoder.buf.len());
-        for (column, slot) in values.iter_mut().zip(&slots) {
-            column.push(*slot);
+            ends.push(encoder.buf.len());
+            for (column, slot) in columns.iter_mut().zip(&slots) {
+                column.append(*slot);
+            }
         }
     }
     let blobs = binary_array(&encoder, ends)?;
-    let columns = keys
-        .iter()
-        .zip(values)
-        .map(|(key, values)| promoted_array(key, &values))
-        .collect();
+    let columns = columns.into_iter().map(PromotedBuilder::finish).collect();
     Ok((blobs, columns))
 }
 
-fn promoted_array(key: &PromotedKey, values: &[Option<&AttrValue>]) -> ArrayRef {
-    fn text<'a>(value: &Option<&'a AttrValue>) -> Option<&'a str> {
-        match value {
-            Some(AttrValue::Str(text)) => Some(text.as_str()),
-            _ => None,
+/// The Arrow builder of one promoted column of a batch.
+enum PromotedBuilder {
+    Dictionary(StringDictionaryBuilder<Int32Type>),
+    Plain(StringBuilder),
+    Int(Int64Builder),
+}
+
+/// Bytes reserved per row for a plain string column's values (`http.url`
+/// of the benchmark workload is about 60); the builder grows past it.
+const PLAIN_BYTES_PER_ROW: usize = 64;
+
+impl PromotedBuilder {
+    fn new(key: &PromotedKey, rows: usize) -> PromotedBuilder {
+        match (key.kind, key.dictionary) {
+            (PromotedKind::Str, true) => {
+                PromotedBuilder::Dictionary(StringDictionaryBuilder::with_capacity(rows, 256, 4096))
+            }
+            (PromotedKind::Str, false) => PromotedBuilder::Plain(StringBuilder::with_capacity(
+                rows,
+                rows * PLAIN_BYTES_PER_ROW,
+            )),
+            (PromotedKind::Int, _) => PromotedBuilder::Int(Int64Builder::with_capacity(rows)),
         }
     }
-    match (key.kind, key.dictionary) {
-        (PromotedKind::Str, true) => Arc::new(
-            values
-                .iter()
-                .map(text)
-                .collect::<DictionaryArray<Int32Type>>(),
-        ),
-        (PromotedKind::Str, false) => Arc::new(values.iter().map(text).collect::<StringArray>()),
-        (PromotedKind::Int, _) => Arc::new(
-            values
-                .iter()
-                .map(|value| match value {
-                    Some(AttrValue::Int(number)) => Some(*number),
-                    _ => None,
-                })
-                .collect::<Int64Array>(),
-        ),
+
+    /// Appends a row's value; a value of another type than the column's is
+    /// never passed (it stays in the blob), and would append a null.
+    fn append(&mut self, value: Option<&AttrValue>) {
+        match (self, value) {
+            (PromotedBuilder::Dictionary(builder), Some(AttrValue::Str(text))) => {
+                builder.append_value(text)
+            }
+            (PromotedBuilder::Plain(builder), Some(AttrValue::Str(text))) => {
+                builder.append_value(text)
+            }
+            (PromotedBuilder::Int(builder), Some(AttrValue::Int(number))) => {
+                builder.append_value(*number)
+            }
+            (PromotedBuilder::Dictionary(builder), _) => builder.append_null(),
+            (PromotedBuilder::Plain(builder), _) => builder.append_null(),
+            (PromotedBuilder::Int(builder), _) => builder.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            PromotedBuilder::Dictionary(mut builder) => Arc::new(builder.finish()),
+            PromotedBuilder::Plain(mut builder) => Arc::new(builder.finish()),
+            PromotedBuilder::Int(mut builder) => Arc::new(builder.finish()),
+        }
     }
 }
 
@@ -1778,6 +1833,33 @@ mod tests {
         let mut out = Vec::new();
         segment.trace(TraceId([trace; 16]), &mut out).unwrap();
         out
+    }
+
+    /// The key-copying sort orders like comparing the spans themselves:
+    /// trace id bytes (high bytes first, also above 0x7f), then start time.
+    #[test]
+    fn segment_order_is_trace_id_then_start() {
+        let mut spans = Vec::new();
+        for (n, trace) in [0x80u8, 0x01, 0xff, 0x7f, 0x80, 0x00, 0x01]
+            .into_iter()
+            .enumerate()
+        {
+            let mut first = span(trace, n as u64, None, 100 - n as u64);
+            first.trace_id.0[15] = n as u8 % 2;
+            spans.push(first);
+            spans.push(span(trace, 10 + n as u64, None, 50 + n as u64));
+        }
+        let refs: Vec<&Span> = spans.iter().collect();
+        let mut expected = refs.clone();
+        expected.sort_by(|a, b| {
+            (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano))
+        });
+        let ordered = segment_order(&refs);
+        let key = |s: &&Span| (s.trace_id, s.start_time_unix_nano, s.span_id);
+        assert_eq!(
+            ordered.iter().map(key).collect::<Vec<_>>(),
+            expected.iter().map(key).collect::<Vec<_>>()
+        );
     }
 
     /// Each case is a trace as sent; it must come back span for span.
