@@ -26,10 +26,12 @@ use arrow_array::types::Int32Type;
 use arrow_array::{
     Array, ArrayAccessor, DictionaryArray, Int64Array, StringArray, TypedDictionaryArray,
 };
-use ashiato_model::{AttrValue, Span};
+use ashiato_model::{AttrValue, KeyValue, Span};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use foldhash::fast::FixedState;
 
+use crate::attr_index;
 use crate::codec::{CodecError, Decoder, Encoder};
 
 /// The Parquet key-value metadata entry holding a segment's [`Promotion`].
@@ -228,9 +230,22 @@ enum ValueRef<'a> {
 /// `max_keys`, in order of first appearance in the sample.
 pub fn choose(spans: &[&Span], max_keys: usize) -> Promotion {
     let sample = &spans[..spans.len().min(SAMPLE_ROWS)];
-    let mut stats: HashMap<&str, KeyStats> = HashMap::new();
-    let mut distinct: HashMap<&str, HashSet<ValueRef<'_>>> = HashMap::new();
+    // Every sampled attribute is hashed twice (key, then value), so the maps
+    // use foldhash rather than SipHash; the choice does not depend on their
+    // order.
+    let mut stats: HashMap<&str, KeyStats, FixedState> = HashMap::default();
+    let mut distinct: HashMap<&str, HashSet<ValueRef<'_>, FixedState>, FixedState> =
+        HashMap::default();
+    let mut lists: Vec<&[KeyValue]> = Vec::with_capacity(attr_index::WARM_LISTS);
     for (row, span) in sample.iter().enumerate() {
+        // The rows are scattered over the memtable: read each block's keys
+        // and values with the misses overlapping, as the writer does.
+        if row % attr_index::WARM_LISTS == 0 {
+            let block = &sample[row..sample.len().min(row + attr_index::WARM_LISTS)];
+            lists.clear();
+            lists.extend(block.iter().map(|span| span.attributes.as_slice()));
+            attr_index::warm(&lists);
+        }
         for kv in &span.attributes {
             let next = stats.len();
             let entry = stats.entry(kv.key.as_str()).or_insert_with(|| KeyStats {
