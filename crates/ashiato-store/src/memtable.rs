@@ -145,6 +145,10 @@ impl Rows {
     }
 }
 
+/// Dropped memtables that may wait for the [`Freer`] besides the one it is
+/// freeing.
+const FREE_QUEUE: usize = 1;
+
 /// One process-wide thread that frees dropped memtables' rows, in the order
 /// they were dropped. Where it cannot be started, rows are freed by the
 /// thread that drops the memtable, as before.
@@ -153,10 +157,6 @@ impl Rows {
 /// rows waiting here are memory the cap no longer sees; the queue is short
 /// (freeing a memtable takes a fraction of the time sealing one does) and a
 /// dropping thread that finds it full waits.
-/// Dropped memtables that may wait for the [`Freer`] besides the one it is
-/// freeing.
-const FREE_QUEUE: usize = 1;
-
 struct Freer {
     queue: Option<SyncSender<Rows>>,
 }
