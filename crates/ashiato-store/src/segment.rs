@@ -1009,6 +1009,10 @@ impl Segment {
         if row_groups.is_empty() {
             return Ok(());
         }
+        // The predicate tests every row of the selected pages: as big-endian
+        // integers the ids order like their bytes and compare without a
+        // `memcmp` call per probe (which was 13 % of a search's samples).
+        let wanted: Vec<u128> = wanted.into_iter().map(u128::from_be_bytes).collect();
         let mask = ProjectionMask::leaves(self.metadata.parquet_schema(), [0]);
         let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
             let ids = batch
@@ -1019,11 +1023,8 @@ impl Segment {
                     arrow_schema::ArrowError::SchemaError("trace_id column type".into())
                 })?;
             Ok(BooleanArray::from_iter((0..ids.len()).map(|i| {
-                Some(
-                    wanted
-                        .binary_search_by(|probe| probe.as_slice().cmp(ids.value(i)))
-                        .is_ok(),
-                )
+                let id = <[u8; 16]>::try_from(ids.value(i)).map(u128::from_be_bytes);
+                Some(id.is_ok_and(|id| wanted.binary_search(&id).is_ok()))
             })))
         });
         let Some(reader) = self.reader()? else {
