@@ -142,11 +142,7 @@ fn write_with_retry(
             }
             Err(failure) => {
                 error!(wal_seq = table.wal_seq, error = %failure, "seal failed, will retry");
-                if let Some(reply) = reply.take() {
-                    let _ = reply.send(Err(failure));
-                }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(RETRY_MAX);
+                back_off(failure, reply, &mut delay);
             }
         }
     }
@@ -169,17 +165,23 @@ fn commit_with_retry(
             }
             Err(failure) => {
                 error!(wal_seq = table.wal_seq, error = %failure, "seal commit failed, will retry");
-                if let Some(reply) = reply.take() {
-                    let _ = reply.send(Err(failure));
-                }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(RETRY_MAX);
+                back_off(failure, reply, &mut delay);
                 if shared.shutting_down.load(Ordering::Relaxed) {
                     return false;
                 }
             }
         }
     }
+}
+
+/// After a failed write or commit: tells a waiting `seal_now` (once), then
+/// sleeps before the retry, doubling the delay up to `RETRY_MAX`.
+fn back_off(failure: StoreError, reply: &mut Option<SealReply>, delay: &mut Duration) {
+    if let Some(reply) = reply.take() {
+        let _ = reply.send(Err(failure));
+    }
+    std::thread::sleep(*delay);
+    *delay = (*delay * 2).min(RETRY_MAX);
 }
 
 /// Commit order: tickets are handed out in the order jobs arrive and a job
