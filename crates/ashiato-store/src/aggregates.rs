@@ -344,9 +344,9 @@ fn batch_cells<'a>(spans: impl IntoIterator<Item = &'a Span>) -> Vec<(BatchKey<'
 /// (minute, service, operation, entry) with the names borrowed from a batch.
 type BatchKey<'a> = (u64, &'a str, &'a str, bool);
 
-/// A hash map for keys the process makes itself (nothing a client can aim
-/// collisions at is hashed with it), where SipHash's cost shows in profiles.
-type FoldHashMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+/// foldhash rather than SipHash, whose cost showed in profiles; seeded per
+/// process and map, since the names hashed come from clients.
+type FoldHashMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One batch cell being counted; its histogram is encoded once at the end.
 #[derive(Default)]

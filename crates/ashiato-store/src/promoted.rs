@@ -29,7 +29,7 @@ use arrow_array::{
 use ashiato_model::{AttrValue, KeyValue, Span};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use foldhash::fast::FixedState;
+use foldhash::fast::RandomState;
 
 use crate::attr_index;
 use crate::codec::{CodecError, Decoder, Encoder};
@@ -231,10 +231,10 @@ enum ValueRef<'a> {
 pub fn choose(spans: &[&Span], max_keys: usize) -> Promotion {
     let sample = &spans[..spans.len().min(SAMPLE_ROWS)];
     // Every sampled attribute is hashed twice (key, then value), so the maps
-    // use foldhash rather than SipHash; the choice does not depend on their
-    // order.
-    let mut stats: HashMap<&str, KeyStats, FixedState> = HashMap::default();
-    let mut distinct: HashMap<&str, HashSet<ValueRef<'_>, FixedState>, FixedState> =
+    // use foldhash rather than SipHash, randomly seeded because keys and
+    // values come from clients; the choice does not depend on their order.
+    let mut stats: HashMap<&str, KeyStats, RandomState> = HashMap::default();
+    let mut distinct: HashMap<&str, HashSet<ValueRef<'_>, RandomState>, RandomState> =
         HashMap::default();
     let mut lists: Vec<&[KeyValue]> = Vec::with_capacity(attr_index::WARM_LISTS);
     for (row, span) in sample.iter().enumerate() {

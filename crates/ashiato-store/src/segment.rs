@@ -386,7 +386,7 @@ pub(crate) fn write_spans_promoting(
     // Counts are summed per (service, operation) in a hash map first: the
     // nested B-trees of `OpStats` compared strings several times per span.
     let mut last_resource = std::ptr::null();
-    let mut ops: HashMap<(&str, &str), Counts, foldhash::fast::FixedState> = HashMap::default();
+    let mut ops: HashMap<(&str, &str), Counts, foldhash::fast::RandomState> = HashMap::default();
     for span in spans {
         summary.min_time = summary.min_time.min(span.start_time_unix_nano);
         summary.max_time = summary.max_time.max(span.start_time_unix_nano);
