@@ -54,15 +54,46 @@ const QUERY_CHUNK: usize = 2048;
 /// durations, bucket `i >= 1` holds durations in `(GAMMA^(i-2), GAMMA^(i-1)]` ns.
 ///
 /// A week of minutes times operations is millions of histograms of 100–200
-/// buckets each, so they are kept encoded: the non-empty buckets in
-/// increasing order, each as a varint of `count << 1 | skipped`, followed,
-/// when `skipped` is 1, by a varint of how many buckets lie between it and
-/// the previous one. Latency buckets are mostly contiguous and a minute's
-/// counts small, so a bucket takes about one byte (it took 8 as a packed
-/// `u64`, and about 30 in a `BTreeMap<u16, u64>` before that).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// buckets each, so a histogram nothing counts into any more is kept
+/// encoded: the non-empty buckets in increasing order, each as a varint of
+/// `count << 1 | skipped`, followed, when `skipped` is 1, by a varint of how
+/// many buckets lie between it and the previous one. Latency buckets are
+/// mostly contiguous and a minute's counts small, so a bucket takes about
+/// one byte (it took 8 as a packed `u64`, and about 30 in a
+/// `BTreeMap<u16, u64>` before that). A histogram still counted into (cells
+/// of the open generation, query accumulators) is dense, so a merge adds in
+/// place: re-encoding on every batch was a fifth of the WAL writer's time.
+#[derive(Debug, Clone)]
 pub struct Histogram {
-    encoded: Box<[u8]>,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Encoded(Box<[u8]>),
+    /// Counts of buckets `first..first + counts.len()`, zeros included.
+    Dense {
+        first: u16,
+        counts: Vec<u64>,
+    },
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            repr: Repr::Dense {
+                first: 0,
+                counts: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Equal when the bucket counts are, whichever form each is in.
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Histogram) -> bool {
+        self.buckets().eq(other.buckets())
+    }
 }
 
 /// Bucket counts saturate here (2^48 spans in one bucket is far beyond any
@@ -122,18 +153,44 @@ impl Encoder {
 
     fn finish(self) -> Histogram {
         Histogram {
-            encoded: self.out.into_boxed_slice(),
+            repr: Repr::Encoded(self.out.into_boxed_slice()),
+        }
+    }
+}
+
+/// The non-empty buckets of a histogram, in increasing order.
+enum Buckets<'a> {
+    Encoded(EncodedBuckets<'a>),
+    Dense {
+        first: u16,
+        counts: std::iter::Enumerate<std::slice::Iter<'a, u64>>,
+    },
+}
+
+impl Iterator for Buckets<'_> {
+    type Item = (u16, u64);
+
+    fn next(&mut self) -> Option<(u16, u64)> {
+        match self {
+            Buckets::Encoded(encoded) => encoded.next(),
+            Buckets::Dense { first, counts } => {
+                counts
+                    .find(|(_, count)| **count > 0)
+                    .and_then(|(at, &count)| {
+                        Some((first.checked_add(u16::try_from(at).ok()?)?, count))
+                    })
+            }
         }
     }
 }
 
 /// The non-empty buckets of an encoded histogram, in increasing order.
-struct Buckets<'a> {
+struct EncodedBuckets<'a> {
     bytes: &'a [u8],
     next: u32,
 }
 
-impl Iterator for Buckets<'_> {
+impl Iterator for EncodedBuckets<'_> {
     type Item = (u16, u64);
 
     fn next(&mut self) -> Option<(u16, u64)> {
@@ -196,10 +253,20 @@ impl Histogram {
     }
 
     /// Non-empty buckets and their counts, by bucket.
-    fn buckets(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        Buckets {
-            bytes: &self.encoded,
-            next: 0,
+    fn buckets(&self) -> Buckets<'_> {
+        match &self.repr {
+            Repr::Encoded(bytes) => Buckets::Encoded(EncodedBuckets { bytes, next: 0 }),
+            Repr::Dense { first, counts } => Buckets::Dense {
+                first: *first,
+                counts: counts.iter().enumerate(),
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.repr {
+            Repr::Encoded(bytes) => bytes.is_empty(),
+            Repr::Dense { counts, .. } => counts.is_empty(),
         }
     }
 
@@ -213,32 +280,59 @@ impl Histogram {
         self.add(Self::bucket_of(duration_ns), 1);
     }
 
-    /// Adds `other`'s counts, in one pass over both bucket lists.
+    /// Adds `other`'s counts in place; this histogram becomes dense.
     pub fn merge(&mut self, other: &Histogram) {
-        if other.encoded.is_empty() {
+        if other.is_empty() {
             return;
         }
-        if self.encoded.is_empty() {
-            self.clone_from(other);
-            return;
+        let (first, counts) = self.dense();
+        for (bucket, count) in other.buckets() {
+            if counts.is_empty() {
+                *first = bucket;
+            } else if bucket < *first {
+                // buckets come in increasing order: at most once per merge
+                let missing = usize::from(*first - bucket);
+                counts.splice(0..0, std::iter::repeat_n(0, missing));
+                *first = bucket;
+            }
+            let at = usize::from(bucket - *first);
+            if at >= counts.len() {
+                counts.resize(at + 1, 0);
+            }
+            counts[at] = counts[at].saturating_add(count).min(MAX_COUNT);
         }
-        let mut encoder = Encoder::with_capacity(self.encoded.len() + other.encoded.len());
-        let (mut left, mut right) = (self.buckets().peekable(), other.buckets().peekable());
-        loop {
-            let taken = match (left.peek(), right.peek()) {
-                (Some(&(a, count_a)), Some(&(b, count_b))) if a == b => {
-                    right.next();
-                    left.next().map(|_| (a, count_a.saturating_add(count_b)))
+    }
+
+    /// The dense form, decoding an encoded histogram first.
+    fn dense(&mut self) -> (&mut u16, &mut Vec<u64>) {
+        if let Repr::Encoded(_) = self.repr {
+            let mut counts = Vec::new();
+            let mut first = 0;
+            for (bucket, count) in self.buckets() {
+                if counts.is_empty() {
+                    first = bucket;
                 }
-                (Some(&(a, _)), Some(&(b, _))) if b < a => right.next(),
-                (Some(_), _) => left.next(),
-                (None, _) => right.next(),
-            };
-            let Some((bucket, count)) = taken else { break };
-            encoder.push(bucket, count);
+                counts.resize(usize::from(bucket - first), 0);
+                counts.push(count);
+            }
+            self.repr = Repr::Dense { first, counts };
         }
-        drop(left);
-        *self = encoder.finish();
+        match &mut self.repr {
+            Repr::Dense { first, counts } => (first, counts),
+            Repr::Encoded(_) => unreachable!("made dense above"),
+        }
+    }
+
+    /// Switches to the encoded form, for a histogram nothing counts into
+    /// any more.
+    fn compact(&mut self) {
+        if let Repr::Dense { counts, .. } = &self.repr {
+            let mut encoder = Encoder::with_capacity(counts.len() + 4);
+            for (bucket, count) in self.buckets() {
+                encoder.push(bucket, count);
+            }
+            *self = encoder.finish();
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -503,6 +597,9 @@ impl Aggregates {
                 }
             }
         }
+        for cell in all.values_mut() {
+            cell.histogram.compact();
+        }
         Ok(Aggregates {
             dir: dir.to_owned(),
             tables: Mutex::new(Tables {
@@ -554,7 +651,15 @@ impl Aggregates {
         match newest.map(|newest| (newest, write_file(&self.dir, seq, &generation))) {
             None => {}
             Some((newest, Ok(()))) => {
-                self.lock().files.insert(seq, newest);
+                let mut tables = self.lock();
+                tables.files.insert(seq, newest);
+                // Nothing counts into these minutes any more (unless a late
+                // batch does, which makes its cell dense again).
+                for key in generation.keys() {
+                    if let Some(cell) = tables.all.get_mut(key) {
+                        cell.histogram.compact();
+                    }
+                }
             }
             Some((_, Err(failure))) => {
                 error!(wal_seq = seq, error = %failure, "could not write aggregates, keeping them for the next generation");
@@ -717,13 +822,27 @@ fn load_file(path: &Path, into: &mut Table) -> Option<u64> {
         Ok(table) => {
             let newest = table.keys().map(|key| key.minute).max();
             for (key, cell) in table {
-                into.entry(key).or_default().merge(&cell);
+                merge_or_insert(into, key, cell);
             }
             newest
         }
         Err(reason) => {
             warn!(path = %path.display(), %reason, "skipped unreadable aggregates file");
             None
+        }
+    }
+}
+
+/// Adds a loaded cell to `table`: moved in as it is (encoded) when its key
+/// is new, which is nearly always, so loading never holds the dense form of
+/// every histogram at once.
+fn merge_or_insert(table: &mut Table, key: Key, cell: Cell) {
+    match table.entry(key) {
+        std::collections::btree_map::Entry::Occupied(mut existing) => {
+            existing.get_mut().merge(&cell)
+        }
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(cell);
         }
     }
 }
@@ -833,7 +952,7 @@ fn decode_file(bytes: &[u8]) -> Option<Table> {
             operation,
             entry,
         };
-        table.entry(key).or_default().merge(&cell);
+        merge_or_insert(&mut table, key, cell);
     }
     reader.bytes.is_empty().then_some(table)
 }
@@ -873,7 +992,7 @@ mod tests {
     }
 
     #[test]
-    fn test_encoded_buckets_merge_like_a_map() {
+    fn test_dense_and_encoded_buckets_merge_like_a_map() {
         let few: Vec<u64> = vec![0, 7, 7, 1_000_000];
         let many: Vec<u64> = (0..500u64).map(|i| i * i * 7_919 + i).collect();
         let cases: [(&[u64], &[u64]); 5] = [
@@ -883,16 +1002,31 @@ mod tests {
             (&few, &many),
             (&many, &many[100..]),
         ];
-        for (left, right) in cases {
+        // each side dense (still counted into) or compacted (encoded)
+        let forms = [(false, false), (true, false), (false, true), (true, true)];
+        for ((left, right), (compact_a, compact_b)) in cases
+            .into_iter()
+            .flat_map(|case| forms.map(|form| (case, form)))
+        {
             let (mut a, mut b) = (Histogram::default(), Histogram::default());
             left.iter().for_each(|&d| a.record(d));
             right.iter().for_each(|&d| b.record(d));
+            if compact_a {
+                a.compact();
+            }
+            if compact_b {
+                b.compact();
+            }
             a.merge(&b);
             let expected = reference(&[left, right].concat());
             assert_eq!(a.buckets().collect::<BTreeMap<_, _>>(), expected);
             let buckets: Vec<u16> = a.buckets().map(|(bucket, _)| bucket).collect();
             assert!(buckets.windows(2).all(|w| w[0] < w[1]));
             assert_eq!(a.count(), (left.len() + right.len()) as u64);
+            let dense = a.clone();
+            a.compact();
+            assert_eq!(a, dense);
+            assert_eq!(a.buckets().collect::<BTreeMap<_, _>>(), expected);
         }
         let mut full = Histogram::default();
         full.add(3, MAX_COUNT);
@@ -911,11 +1045,10 @@ mod tests {
         let histogram = Histogram::of_durations(durations);
         let buckets = histogram.buckets().count();
         assert!(buckets > 100, "{buckets}");
-        assert!(
-            histogram.encoded.len() <= buckets * 5 / 4,
-            "{}",
-            histogram.encoded.len()
-        );
+        let Repr::Encoded(encoded) = &histogram.repr else {
+            panic!("a histogram of durations starts encoded")
+        };
+        assert!(encoded.len() <= buckets * 5 / 4, "{}", encoded.len());
         assert_eq!(histogram.count(), 800);
     }
 
