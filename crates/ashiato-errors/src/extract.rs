@@ -137,7 +137,27 @@ fn span_candidate(span: &Span) -> Candidate {
     let attributes = &span.attributes;
     let dd_type = text(attributes, &["error.type", "error.kind"]);
     let dd_message = text(attributes, &["error.message", "error.msg"]);
-    let dd_stack = text(attributes, &["error.stack"]);
+    // dd-trace-go sends `error.stack` only for errors that carry their own
+    // (pkg/errors, xerrors); for the others it sends where the error was
+    // recorded as `error.handling_stack`, which still names the app's frames
+    let dd_stack = text(attributes, &["error.stack", "error.handling_stack"]);
+    let status_code = text(
+        attributes,
+        &[
+            "http.response.status_code",
+            "http.status_code",
+            "rpc.grpc.status_code",
+            // the stable RPC conventions (otelgrpc 0.72): the code's name
+            "rpc.response.status_code",
+        ],
+    );
+    // a tracer's own "500: Internal Server Error" for an answer it saw is
+    // a status, not an exception
+    let tracer_status = dd_stack.is_none()
+        && dd_message
+            .as_deref()
+            .zip(status_code.as_deref())
+            .is_some_and(|(message, code)| restates_status(message, code));
     let (kind, error_type, message, stack) = match event {
         Some(event) => (
             CandidateKind::Exception,
@@ -145,20 +165,18 @@ fn span_candidate(span: &Span) -> Candidate {
             text(&event.attributes, &["exception.message"]).or(dd_message),
             text(&event.attributes, &["exception.stacktrace"]).or(dd_stack),
         ),
-        None if dd_message.is_some() || dd_stack.is_some() => {
+        None if (dd_message.is_some() || dd_stack.is_some()) && !tracer_status => {
             (CandidateKind::Exception, dd_type, dd_message, dd_stack)
         }
         None => {
-            let status_type = dd_type.or_else(|| {
-                text(
-                    attributes,
-                    &[
-                        "http.response.status_code",
-                        "http.status_code",
-                        "rpc.grpc.status_code",
-                    ],
-                )
-            });
+            // the tracer's own error type (Go's `*errors.errorString`) would
+            // group every failing route of a service together: the code
+            // stands in for it
+            let status_type = if tracer_status {
+                status_code
+            } else {
+                dd_type.or(status_code)
+            };
             let message = Some(span.status.message.clone()).filter(|text| !text.is_empty());
             // without any code the status itself is the type
             let status_type = status_type.or_else(|| Some("error".to_owned()));
@@ -193,6 +211,15 @@ fn span_candidate(span: &Span) -> Candidate {
         attributes: facet_attributes(attributes, resource),
         log_hash: 0,
     }
+}
+
+/// Whether an error message says no more than the response status, as
+/// the ones tracers make up for a 5xx answer do (dd-trace-go:
+/// `500: Internal Server Error`).
+fn restates_status(message: &str, code: &str) -> bool {
+    message
+        .strip_prefix(code)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with(' '))
 }
 
 /// Attributes worth a facet: span (or log) attributes that are not the

@@ -12,13 +12,25 @@
 //!
 //! The hash is two FNV-1a 64 passes with different offsets over the
 //! components (128 bits, hex); the issue id is its first 12 hex digits.
-//! Changing any rule must bump [`ALGORITHM_VERSION`].
+//! `type` is the bare type name ([`canonical_type`]): the same exception
+//! reported by a span event as `__main__.PaymentDeclined` and by a log
+//! record as `PaymentDeclined` (or by Datadog as `builtins.ValueError`
+//! beside OTel's `ValueError`) is one issue.
+//!
+//! Changing any rule must bump [`ALGORITHM_VERSION`]. Every issue records
+//! the version that made it, and nothing is rewritten on a change: an
+//! occurrence whose fingerprint the new rules compute differently opens
+//! (or joins) the issue of the new fingerprint, and the old issue keeps
+//! its counts and stops growing. Version history: 2 used the type as sent;
+//! 3 uses the bare type name (only qualified types, such as Python span
+//! events', Java's or Go's, get new fingerprints; unqualified ones keep
+//! theirs).
 
-use crate::normalize::{normalize_message, normalize_operation};
+use crate::normalize::{canonical_type, normalize_message, normalize_operation};
 use crate::stack::Frame;
 
 /// The grouping rules' version, recorded with every issue.
-pub const ALGORITHM_VERSION: u32 = 2;
+pub const ALGORITHM_VERSION: u32 = 3;
 
 /// Most in-app frames that take part (deep recursion must not make every
 /// occurrence unique).
@@ -53,7 +65,7 @@ impl Fingerprint {
             components.push(format!("custom={custom}"));
             return Fingerprint::from_components(components);
         }
-        components.push(format!("type={}", input.error_type));
+        components.push(format!("type={}", canonical_type(input.error_type)));
         let in_app: Vec<&Frame> = input
             .frames
             .iter()
@@ -164,6 +176,27 @@ mod tests {
         assert_eq!(first.components[3], "message=item <num> failed after <dur>");
         let no_message = fingerprint_of("", "");
         assert_eq!(no_message.components[3], "operation=POST /orders");
+    }
+
+    #[test]
+    fn test_qualified_and_bare_types_are_one_issue() {
+        let frames = parse(&python_stack(1, 2));
+        let of = |error_type: &str| {
+            Fingerprint::compute(&FingerprintInput {
+                service: "shop",
+                environment: "prod",
+                error_type,
+                message: "declined",
+                operation: "GET /pay",
+                frames: &frames,
+                custom: None,
+            })
+        };
+        let span = of("__main__.PaymentDeclined");
+        assert_eq!(span, of("PaymentDeclined"));
+        assert_eq!(span, of("app.errors.PaymentDeclined"));
+        assert_eq!(span.components[2], "type=PaymentDeclined");
+        assert_ne!(span.hash, of("CardExpired").hash);
     }
 
     #[test]

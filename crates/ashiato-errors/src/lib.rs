@@ -17,7 +17,9 @@
 //!    candidate to its root, else the whole trace read from the store.
 //! 3. Grouping: [`stack`] parses Go, Python, JVM, Node, Rust, .NET and Ruby
 //!    stacks with in-app marking; [`normalize`] masks the variable parts of
-//!    messages; [`fingerprint`] combines them into explainable components
+//!    messages and reduces exception types to bare names (one exception is
+//!    `__main__.PaymentDeclined` on a Python span, `PaymentDeclined` in its
+//!    log record); [`fingerprint`] combines them into explainable components
 //!    with an algorithm version. The issue id is the first 12 hex digits of
 //!    the fingerprint hash.
 //! 4. Counting and lifecycle (`db`): SQLite at `<data_dir>/errors.sqlite`.

@@ -50,6 +50,35 @@ pub fn normalize_operation(operation: &str) -> String {
     out
 }
 
+/// An exception type as grouping compares it: the bare type name, without
+/// the module, package or namespace that qualifies it and without Go's
+/// pointer star. Instrumentations spell one exception differently: the
+/// OpenTelemetry Python SDK's span events say `__main__.PaymentDeclined`
+/// (or `app.errors.PaymentDeclined`) where its logging bridge says
+/// `PaymentDeclined`, `ddtrace` says `builtins.ValueError` where OTel says
+/// `ValueError`, Java sends `com.shop.PaymentDeclined`, Go
+/// `*main.PaymentDeclined` or `*errors.errorString`. Generic arguments
+/// (`*main.Err[main.T]`) stay, their dots are not qualifiers. Displays keep
+/// the full name; only comparisons and fingerprints use this.
+pub fn canonical_type(error_type: &str) -> &str {
+    let name = error_type.trim().trim_start_matches('*');
+    // qualifiers end before generic arguments or a signature start
+    let head = name.find(['[', '<', '(']).unwrap_or(name.len());
+    let start = name[..head]
+        .rfind(['.', ':', '/', '\\'])
+        .map_or(0, |separator| separator + 1);
+    match &name[start..] {
+        "" => error_type.trim(),
+        bare => bare,
+    }
+}
+
+/// Whether two exception types name the same exception (see
+/// [`canonical_type`]).
+pub fn same_type(a: &str, b: &str) -> bool {
+    canonical_type(a) == canonical_type(b)
+}
+
 fn push_operation_segment(segment: &str, out: &mut String) {
     let is_number = !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit());
     let is_hex_id = segment.len() >= 8
@@ -344,6 +373,41 @@ mod tests {
         let long = "é'\"`x".repeat(5_000);
         let _ = normalize_message(&long);
         let _ = normalize_message("'''\"\"```::==@@//");
+    }
+
+    #[test]
+    fn test_canonical_type_drops_qualifiers_of_every_language() {
+        let cases = [
+            ("__main__.PaymentDeclined", "PaymentDeclined"),
+            ("app.errors.PaymentDeclined", "PaymentDeclined"),
+            ("builtins.ValueError", "ValueError"),
+            ("PaymentDeclined", "PaymentDeclined"),
+            ("com.shop.PaymentDeclined", "PaymentDeclined"),
+            ("java.lang.IllegalStateException", "IllegalStateException"),
+            ("com.shop.Orders$Declined", "Orders$Declined"),
+            ("*errors.errorString", "errorString"),
+            ("*main.PaymentDeclined", "PaymentDeclined"),
+            ("main.PaymentDeclined", "PaymentDeclined"),
+            ("*github.com/shop/pay.Declined", "Declined"),
+            ("*main.Err[main.Order]", "Err[main.Order]"),
+            ("std::io::Error", "Error"),
+            ("App\\Exceptions\\Declined", "Declined"),
+            (
+                "System.InvalidOperationException",
+                "InvalidOperationException",
+            ),
+            ("Error", "Error"),
+            ("TypeError", "TypeError"),
+            ("500", "500"),
+            (" ERROR ", "ERROR"),
+            ("", ""),
+            ("weird.", "weird."),
+        ];
+        for (error_type, canonical) in cases {
+            assert_eq!(canonical_type(error_type), canonical, "{error_type}");
+        }
+        assert!(same_type("__main__.PaymentDeclined", "PaymentDeclined"));
+        assert!(!same_type("PaymentDeclined", "CardExpired"));
     }
 
     #[test]

@@ -6,13 +6,25 @@
 //!   whose spans are nested (ancestor/descendant) form one occurrence,
 //!   attributed to the member with a stack, deepest first; the others are
 //!   listed as ancestors;
-//! - a log record of a span that belongs to such a group (or is nested with
-//!   it) and has the same type joins it instead of counting again;
+//! - a log record of an exception joins the group it reports instead of
+//!   counting again: a group of a span nested with the log's that has the
+//!   same type (or the log names none), else a group of the same service,
+//!   type and message anywhere in the trace (a log without a span, or on a
+//!   sibling span);
+//! - "the same type" compares bare type names
+//!   ([`crate::normalize::canonical_type`]): the OpenTelemetry Python SDK
+//!   calls one exception `__main__.PaymentDeclined` on the span and
+//!   `PaymentDeclined` in the log record;
 //! - a status-only error on a span that is, or is an ancestor of, a span
-//!   with an exception folds into that exception's occurrence;
+//!   with an exception folds into that exception's occurrence, and so does
+//!   one on the span (or an ancestor of the span) of a logged exception
+//!   that no span recorded;
 //! - other status-only errors count only on service-entry spans (root,
 //!   SERVER, CONSUMER, or a parent in another service);
-//! - remaining log candidates are occurrences of their own.
+//! - remaining log records of one exception (same span, service, type and
+//!   message) are one occurrence: a handler's `logging.exception(...)` and
+//!   the framework's "Exception on /pay/3 [GET]" report one failure;
+//!   other log candidates are occurrences of their own.
 //!
 //! Decisions depend only on the candidates and the tree, never on arrival
 //! order, so re-deciding a trace after a restart picks the same
@@ -22,6 +34,7 @@ use std::collections::HashMap;
 
 use ashiato_model::SpanId;
 
+use crate::normalize::same_type;
 use crate::types::{Candidate, CandidateKind, Source, TreeNode};
 
 /// One occurrence decided from a trace (or a lone log record).
@@ -152,15 +165,16 @@ pub fn decide_trace(candidates: Vec<Candidate>, tree: &Tree) -> Vec<Decided> {
             _ => logs.push(candidate),
         }
     }
-    let mut decided = Vec::new();
-    for log in logs {
-        if !fold_log(&mut clusters, &log, tree) {
-            decided.push(decide_lone(log));
-        }
-    }
+    let unfolded: Vec<Candidate> = logs
+        .into_iter()
+        .filter(|log| !fold_log(&mut clusters, log, tree))
+        .collect();
+    let mut decided = merge_logs(unfolded);
     for status in status_only {
         let Some(span) = status.span_id else { continue };
-        if fold_status(&mut clusters, span, &status, tree) {
+        if fold_status(&mut clusters, span, &status, tree)
+            || fold_status_into_logged(&mut decided, span, tree)
+        {
             continue;
         }
         if tree.is_entry(&status, span) {
@@ -183,7 +197,7 @@ pub fn decide_trace(candidates: Vec<Candidate>, tree: &Tree) -> Vec<Decided> {
 }
 
 fn same_error(a: &Candidate, b: &Candidate) -> bool {
-    a.service == b.service && a.error_type == b.error_type && a.message == b.message
+    a.service == b.service && same_type(&a.error_type, &b.error_type) && a.message == b.message
 }
 
 fn join_cluster(clusters: &mut Vec<Cluster>, candidate: Candidate, span: SpanId, tree: &Tree) {
@@ -204,22 +218,34 @@ fn join_cluster(clusters: &mut Vec<Cluster>, candidate: Candidate, span: SpanId,
     }
 }
 
-/// A log record joins the exception group of its span (or a nested one)
-/// when it names the same type (or names none).
+/// A log record of an exception joins the group it reports: one on its
+/// span (or a nested one) naming the same type (or the log names none),
+/// else one of the same service, type and message elsewhere in the trace.
 fn fold_log(clusters: &mut [Cluster], log: &Candidate, tree: &Tree) -> bool {
-    let Some(span) = log.span_id else {
-        return false;
-    };
     if log.kind != CandidateKind::Exception {
         return false;
     }
-    let found = clusters.iter_mut().find(|cluster| {
-        cluster.members.iter().any(|member| {
-            (log.error_type.is_empty() || member.error_type == log.error_type)
-                && member.span_id.is_some_and(|other| tree.nested(other, span))
-        })
-    });
-    match found {
+    let typed = |member: &Candidate| {
+        log.error_type.is_empty() || same_type(&member.error_type, &log.error_type)
+    };
+    let nested = |member: &Candidate| match (log.span_id, member.span_id) {
+        (Some(span), Some(other)) => tree.nested(other, span),
+        _ => false,
+    };
+    let reported = |member: &Candidate| {
+        member.service == log.service
+            && same_type(&member.error_type, &log.error_type)
+            && member.message == log.message
+    };
+    let index = clusters
+        .iter()
+        .position(|cluster| cluster.members.iter().any(|m| typed(m) && nested(m)))
+        .or_else(|| {
+            clusters
+                .iter()
+                .position(|cluster| cluster.members.iter().any(reported))
+        });
+    match index.map(|index| &mut clusters[index]) {
         Some(cluster) => {
             cluster.sources |= Source::Log.bit();
             cluster
@@ -254,6 +280,33 @@ fn fold_status(clusters: &mut [Cluster], span: SpanId, status: &Candidate, tree:
         return true;
     }
     false
+}
+
+/// A status-only error folds into an exception logged on its own span or
+/// below it: a handler that catches an exception, logs it and answers 500
+/// itself (the Java agent's span then has the 500 but no exception event)
+/// reports one failure, named after the logged exception.
+fn fold_status_into_logged(decided: &mut [Decided], span: SpanId, tree: &Tree) -> bool {
+    let logged = decided.iter_mut().find(|occurrence| {
+        occurrence.candidate.kind == CandidateKind::Exception
+            && occurrence
+                .candidate
+                .span_id
+                .is_some_and(|other| other == span || tree.is_ancestor(span, other))
+    });
+    let Some(occurrence) = logged else {
+        return false;
+    };
+    occurrence.sources |= Source::Span.bit();
+    if !occurrence.members.contains(&span) {
+        occurrence.ancestors.push(span);
+        occurrence.members.push(span);
+        // several folded ancestors: their order must not depend on arrival
+        occurrence
+            .ancestors
+            .sort_by_key(|id| (tree.depth(*id), *id.as_bytes()));
+    }
+    true
 }
 
 /// The representative: a member with a stack, deepest first, then the
@@ -297,6 +350,47 @@ fn finish(cluster: Cluster, tree: &Tree) -> Option<Decided> {
         members: all,
         extra_attributes,
     })
+}
+
+/// Log records that no span group took: records of one exception (same
+/// span, service, type and message) are one occurrence, represented by the
+/// record with the longest stack (the framework's, which saw the exception
+/// propagate furthest), then the smallest content hash (deterministic).
+fn merge_logs(logs: Vec<Candidate>) -> Vec<Decided> {
+    let mut groups: Vec<Vec<Candidate>> = Vec::new();
+    for log in logs {
+        let group = groups
+            .iter_mut()
+            .find(|group| group.first().is_some_and(|first| same_logged(first, &log)));
+        match group {
+            Some(group) => group.push(log),
+            None => groups.push(vec![log]),
+        }
+    }
+    groups.into_iter().filter_map(decide_logged).collect()
+}
+
+fn same_logged(a: &Candidate, b: &Candidate) -> bool {
+    a.kind == CandidateKind::Exception
+        && b.kind == CandidateKind::Exception
+        && a.span_id == b.span_id
+        && a.service == b.service
+        && same_type(&a.error_type, &b.error_type)
+        && a.message == b.message
+}
+
+fn decide_logged(mut group: Vec<Candidate>) -> Option<Decided> {
+    let index = group
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, log)| (log.stack.len(), std::cmp::Reverse(log.log_hash)))
+        .map(|(index, _)| index)?;
+    let representative = group.swap_remove(index);
+    let mut decided = decide_lone(representative);
+    for other in group {
+        decided.extra_attributes.extend(other.attributes);
+    }
+    Some(decided)
 }
 
 fn span_key(candidate: &Candidate, span: SpanId) -> String {

@@ -136,7 +136,11 @@ fn python_frame(line: &str) -> Option<Frame> {
 }
 
 /// The last two segments of a path without extension, dot-joined: stable
-/// when a release moves to another directory.
+/// when a release moves to another directory. A parent directory that
+/// names a release (`release-42`, `releases/20261204120000`, a build
+/// hash) is left out, else a script at the top of a versioned deploy
+/// folder would get a new module, and every error a new issue, with every
+/// deploy.
 fn path_module(file: &str, extensions: &[&str]) -> String {
     let file = file
         .rsplit_once("node_modules/")
@@ -150,6 +154,9 @@ fn path_module(file: &str, extensions: &[&str]) -> String {
         .collect();
     let keep = segments.len().saturating_sub(2);
     segments.drain(..keep);
+    if segments.len() == 2 && names_a_release(segments[0]) {
+        segments.remove(0);
+    }
     let mut module = segments.join(".");
     for extension in extensions {
         if let Some(stripped) = module.strip_suffix(extension) {
@@ -160,16 +167,31 @@ fn path_module(file: &str, extensions: &[&str]) -> String {
     module
 }
 
+/// A directory named after a release rather than a package: two or more
+/// digits (`release-42`, `app-v1.2.3`, a timestamp, most build hashes).
+/// Package names carry at most one (`oauth2`, `v2`, `http2`).
+fn names_a_release(segment: &str) -> bool {
+    segment.bytes().filter(u8::is_ascii_digit).count() >= 2
+}
+
 /// A Go function line of `debug.Stack()` or a panic: unindented, ends with
 /// `(...)` or an argument list, followed by a tab-indented location line.
+/// dd-trace-go's `error.handling_stack` prints the bare name
+/// (`main.charge`, `net/http.HandlerFunc.ServeHTTP`): it counts only if a
+/// location line follows, which [`go_location`] checks.
 fn is_go_function_line(raw: &str) -> bool {
     let line = raw.trim_end();
-    let line = line.strip_prefix("created by ").unwrap_or(line);
+    let created_by = line.strip_prefix("created by ");
+    let line = created_by.unwrap_or(line);
     let line = line.split(" in goroutine").next().unwrap_or(line);
-    let name = line.rfind('(').map(|index| &line[..index]);
+    let name = match line.rfind('(') {
+        Some(index) if line.ends_with(')') => &line[..index],
+        _ => line,
+    };
     !raw.starts_with([' ', '\t'])
-        && line.ends_with(')')
-        && name.is_some_and(|name| !name.is_empty() && !name.contains(' '))
+        && !name.is_empty()
+        && !name.contains(' ')
+        && (line.ends_with(')') || (created_by.is_none() && name.contains('.')))
 }
 
 /// `\t/app/orders/service.go:42 +0x1d` after a Go function line.
@@ -195,7 +217,12 @@ fn go_location(function_line: &str, raw: &str) -> Option<Frame> {
     let (package, function) = split_go_name(name);
     let first_segment = package.split('/').next().unwrap_or("");
     let standard = !first_segment.contains('.') && package != "main";
-    let dependency = file.contains("/pkg/mod/") || file.contains("/vendor/");
+    // in the module cache, vendored, or (built with -trimpath, as release
+    // builds are) named by module path with its version:
+    // `go.opentelemetry.io/otel/sdk@v1.47.0/trace/span.go`
+    let dependency = file.contains("/pkg/mod/")
+        || file.contains("/vendor/")
+        || file.split('/').any(|segment| segment.contains("@v"));
     let machinery = package == "runtime" || package.starts_with("runtime/");
     Some(Frame {
         function: function.to_owned(),
@@ -218,7 +245,8 @@ fn split_go_name(name: &str) -> (&str, &str) {
 
 /// Lines starting with `at `: JVM (`at a.B.m(B.java:1)`), .NET
 /// (`at A.B.M(String s) in C:\x\B.cs:line 3`) or Node
-/// (`at fn (/app/x.js:1:2)`, `at /app/x.js:1:2`).
+/// (`at fn (/app/x.js:1:2)`, `at /app/x.js:1:2`, and V8's async stack
+/// trace frame of an anonymous function, `at async /app/x.js:1:2`).
 fn jvm_dotnet_node_frame(line: &str) -> Option<Frame> {
     let rest = line.strip_prefix("at ")?.trim();
     if let Some(open) = rest.find(" (")
@@ -227,7 +255,8 @@ fn jvm_dotnet_node_frame(line: &str) -> Option<Frame> {
         return node_frame(&rest[..open], &rest[open + 2..rest.len() - 1]);
     }
     let Some(open) = rest.find('(') else {
-        return node_frame("<anonymous>", rest);
+        let location = rest.strip_prefix("async ").unwrap_or(rest);
+        return node_frame("<anonymous>", location);
     };
     let name = &rest[..open];
     let after = &rest[open + 1..];

@@ -35,7 +35,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::db::{self, Counted, ErrorsDbError, NewOccurrence};
 use crate::fingerprint::{Fingerprint, FingerprintInput};
-use crate::normalize::normalize_message;
+use crate::normalize::{normalize_message, same_type};
 use crate::settle::{Decided, Tree, decide_lone, decide_trace};
 use crate::stack::{self, Frame};
 use crate::types::{
@@ -376,7 +376,7 @@ impl Tracker {
                 let nested = candidate.span_id.is_some_and(|span| {
                     counted.iter().any(|(spans, error_type)| {
                         (candidate.kind == CandidateKind::StatusOnly
-                            || *error_type == candidate.error_type)
+                            || same_type(error_type, &candidate.error_type))
                             && spans.iter().any(|other| {
                                 tree.is_ancestor(span, *other) || tree.is_ancestor(*other, span)
                             })

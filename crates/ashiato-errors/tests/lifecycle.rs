@@ -301,3 +301,57 @@ fn test_only_a_clean_stop_spares_the_next_recovery_scan() {
     let mut tracker = open();
     assert!(tracker.recovery_since().unwrap().is_some());
 }
+
+/// Issue 16's reproduction through the tracker: `opentelemetry-instrument`
+/// reports each failing Flask request as a span event typed
+/// `__main__.PaymentDeclined` and two ERROR log records typed
+/// `PaymentDeclined` (the handler's `logging.exception` and Flask's
+/// "Exception on /pay/N [GET]"), in one batch or spread over several.
+/// One failure is one occurrence of one issue.
+#[test]
+fn test_one_failure_reported_by_span_and_logs_is_one_occurrence_of_one_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("errors.sqlite");
+    let mut tracker = Tracker::open(&path, Duration::from_secs(1), Box::new(NoStore)).unwrap();
+    let store = IssueStore::open(&path).unwrap();
+    let stack = "Traceback (most recent call last):\n  File \"/srv/app.py\", line 52, in pay\n    charge(order)\n  File \"/srv/app.py\", line 33, in charge\n    raise PaymentDeclined(m)\nPaymentDeclined: card declined\n";
+    let failure = |trace: u64| {
+        let mut span = exception(trace, 1, "card declined", "1.0");
+        span.error_type = "__main__.PaymentDeclined".into();
+        span.stack = stack.into();
+        let log = |hash: u64| {
+            let mut log = exception(trace, 1, "card declined", "1.0");
+            log.source = Source::Log;
+            log.entry = false;
+            log.error_type = "PaymentDeclined".into();
+            log.stack = stack.into();
+            log.log_hash = hash;
+            log
+        };
+        (span, [log(trace * 10), log(trace * 10 + 1)])
+    };
+    // one batch per request
+    for trace in 1..=4 {
+        let (span, logs) = failure(trace);
+        let mut batch = vec![span];
+        batch.extend(logs);
+        run(&mut tracker, batch);
+    }
+    // spans decided first, their logs arrive in a later round
+    let (span, logs) = failure(5);
+    run(&mut tracker, vec![span]);
+    run(&mut tracker, logs.to_vec());
+    // logs decided first, the span arrives later
+    let (span, logs) = failure(6);
+    run(&mut tracker, logs.to_vec());
+    run(&mut tracker, vec![span]);
+    let issues = store
+        .list(&IssueFilter {
+            limit: 10,
+            ..IssueFilter::default()
+        })
+        .unwrap();
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(issues[0].count, 6);
+    assert_eq!(issues[0].sources, [Source::Span, Source::Log]);
+}

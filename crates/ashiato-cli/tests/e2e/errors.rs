@@ -69,7 +69,7 @@ fn test_nested_spans_and_log_of_one_request_are_one_occurrence() {
     let id = issue["id"].as_str().unwrap_or_default();
     let detail = server.get_json(&format!("/api/v1/issues/{id}"));
     assert_eq!(detail["hourly_14d"].as_array().map(Vec::len), Some(336));
-    assert_eq!(detail["fingerprint"]["algorithm_version"], 2);
+    assert_eq!(detail["fingerprint"]["algorithm_version"], 3);
     let components = detail["fingerprint"]["components"].to_string();
     assert!(
         components.contains("frame=peers.otel_errors:load_order"),

@@ -175,6 +175,20 @@ fn test_span_sources() {
                 vec![],
             ),
         ),
+        (
+            "status-only grpc server span, stable rpc conventions",
+            span(
+                SpanKind::Server,
+                true,
+                StatusCode::Error,
+                vec![
+                    kv("rpc.system.name", "grpc"),
+                    kv("rpc.method", "shop.Orders/Get"),
+                    kv("rpc.response.status_code", "NOT_FOUND"),
+                ],
+                vec![],
+            ),
+        ),
     ];
     let table: Vec<String> = cases
         .into_iter()
@@ -242,4 +256,49 @@ fn test_log_sources() {
         })
         .collect();
     insta::assert_snapshot!(table.join("\n\n"));
+}
+
+/// dd-trace-go (Orchestrion) marks a request's net/http span as failed with
+/// a made-up `*errors.errorString` "500: Internal Server Error", and sends
+/// a `//dd:span` function's returned error with `error.handling_stack`.
+#[test]
+fn test_dd_trace_go_status_error_and_handling_stack() {
+    let root = span(
+        SpanKind::Server,
+        false,
+        StatusCode::Error,
+        vec![
+            kv("error.type", "*errors.errorString"),
+            kv("error.message", "500: Internal Server Error"),
+            kv("http.status_code", "500"),
+        ],
+        vec![],
+    );
+    let child = span(
+        SpanKind::Unspecified,
+        true,
+        StatusCode::Error,
+        vec![
+            kv("error.type", "*main.PaymentDeclined"),
+            kv("error.message", "payment declined for order 41"),
+            kv(
+                "error.handling_stack",
+                "main.charge\n\t/src/orders/main.go:89",
+            ),
+        ],
+        vec![],
+    );
+    let mut out = Vec::new();
+    span_candidates(&[root, child], &mut out);
+    let found: Vec<(CandidateKind, &str, usize)> = out
+        .iter()
+        .map(|c| (c.kind, c.error_type.as_str(), c.stack.lines().count()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (CandidateKind::StatusOnly, "500", 0),
+            (CandidateKind::Exception, "*main.PaymentDeclined", 2),
+        ]
+    );
 }
