@@ -47,9 +47,9 @@ use parquet::schema::types::ColumnPath;
 
 use tracing::warn;
 
-use crate::StoreError;
 use crate::attr_index::{self, AttrIndex};
 use crate::codec::{self, Decoder, Encoder};
+use crate::error::StoreError;
 use crate::promoted::{self, PromotedArray, PromotedKey, PromotedKind, Promotion};
 use crate::stats::{Counts, OpStats};
 use crate::wal::io_error;
@@ -1059,7 +1059,7 @@ impl Segment {
     /// are never fully decoded (see `prefilter`).
     pub fn for_each_span_batch(
         &self,
-        filter: &crate::SpanFilter,
+        filter: &crate::filter::SpanFilter,
         visit: &mut dyn FnMut(&SpanColumns<'_>, &mut SharedParts) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let Some(reader) = self.filtered_reader(filter, None)? else {
@@ -1081,7 +1081,7 @@ impl Segment {
     /// columns of the rows that may match.
     pub fn for_each_span_batch_of(
         &self,
-        filter: &crate::SpanFilter,
+        filter: &crate::filter::SpanFilter,
         columns: &[&str],
         visit: &mut dyn FnMut(&RecordBatch) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
@@ -1103,7 +1103,7 @@ impl Segment {
     /// can match or the file is gone.
     fn filtered_reader(
         &self,
-        filter: &crate::SpanFilter,
+        filter: &crate::filter::SpanFilter,
         projection: Option<ProjectionMask>,
     ) -> Result<Option<ParquetRecordBatchReader>, StoreError> {
         let selection = self.attribute_selection(&filter.attributes);
