@@ -31,21 +31,17 @@ use ashiato_datadog::{
     BodyFormat, LogDefaults, LogsFormat, RATE_BY_SERVICE_REPLY, TraceIdHighCache, TraceVersion,
     TracerInfo, V03_REPLY, decode_logs, decode_traces, info_document,
 };
-use ashiato_otlp::{Compression, DecompressError, decompress};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, Ingest, retry_after_seconds};
-
-/// Bodies larger than this are decoded on the blocking pool.
-const INLINE_DECODE_LIMIT: usize = 64 * 1024;
+use crate::intake::{self, IntakeError};
 
 /// The header libdatadog sends to get a real 429 instead of a silent 200.
 const SEND_REAL_HTTP_STATUS: &str = "datadog-send-real-http-status";
@@ -114,33 +110,26 @@ fn logs_routes(state: DatadogState) -> Router {
 /// Why a Datadog request was refused; each maps to one status code.
 #[derive(Debug, thiserror::Error)]
 enum DatadogError {
-    #[error("unsupported content encoding {0:?}: use gzip, deflate, zstd or identity")]
-    UnsupportedEncoding(String),
-    #[error("request body exceeds the limit of {limit} bytes")]
-    TooLarge { limit: usize },
-    #[error("failed to read request body: {0}")]
-    BodyRead(String),
-    #[error("invalid compressed body: {0}")]
-    CorruptCompression(String),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error(transparent)]
     Traces(#[from] ashiato_datadog::TraceDecodeError),
     #[error(transparent)]
     Logs(#[from] ashiato_datadog::LogsDecodeError),
     #[error(transparent)]
     Append(#[from] AppendFailure),
-    #[error("decoding task failed")]
-    TaskFailed,
 }
 
 impl DatadogError {
     fn status(&self, real_status: bool) -> StatusCode {
         match self {
-            DatadogError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            DatadogError::TooLarge { .. } | DatadogError::Append(AppendFailure::TooLarge) => {
-                StatusCode::PAYLOAD_TOO_LARGE
+            DatadogError::Intake(IntakeError::UnsupportedEncoding(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            DatadogError::BodyRead(_)
-            | DatadogError::CorruptCompression(_)
+            DatadogError::Intake(IntakeError::TooLarge { .. })
+            | DatadogError::Append(AppendFailure::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            DatadogError::Intake(IntakeError::BodyRead(_))
+            | DatadogError::Intake(IntakeError::CorruptCompression(_))
             | DatadogError::Traces(_)
             | DatadogError::Logs(_) => StatusCode::BAD_REQUEST,
             DatadogError::Append(AppendFailure::Overloaded { .. }) if real_status => {
@@ -148,9 +137,8 @@ impl DatadogError {
             }
             DatadogError::Append(AppendFailure::Overloaded { .. })
             | DatadogError::Append(AppendFailure::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
-            DatadogError::Append(AppendFailure::Storage) | DatadogError::TaskFailed => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            DatadogError::Append(AppendFailure::Storage)
+            | DatadogError::Intake(IntakeError::TaskFailed) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -234,31 +222,24 @@ async fn receive_traces(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), DatadogError> {
-    let compression = request_compression(headers)?;
+    let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
-    let body = read_body(headers, body, limit).await?;
+    let body = intake::read_body(headers, body, limit).await?;
     let format = BodyFormat::from_content_type(&header_text(headers, "content-type"));
     let tracer = TracerInfo {
         language: header_text(headers, "datadog-meta-lang"),
         tracer_version: header_text(headers, "datadog-meta-tracer-version"),
     };
     let trace_ids = state.trace_ids.clone();
-    let decode = move || -> Result<_, DatadogError> {
-        let plain = decompress_body(compression, &body, limit)?;
+    let batch = intake::decode_body(body, compression, limit, move |plain| {
         // a poisoned lock only means another decode panicked mid-update of
         // a best-effort cache; its contents are still usable
         let mut cache = trace_ids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(decode_traces(&plain, version, format, &tracer, &mut cache)?)
-    };
-    let batch = if body_len(headers) > INLINE_DECODE_LIMIT {
-        tokio::task::spawn_blocking(decode)
-            .await
-            .map_err(|_| DatadogError::TaskFailed)??
-    } else {
-        decode()?
-    };
+        Ok::<_, DatadogError>(decode_traces(plain, version, format, &tracer, &mut cache)?)
+    })
+    .await?;
     if batch.rejected > 0 {
         tracing::warn!(
             rejected = batch.rejected,
@@ -313,9 +294,9 @@ async fn receive_logs(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), DatadogError> {
-    let compression = request_compression(headers)?;
+    let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
-    let body = read_body(headers, body, limit).await?;
+    let body = intake::read_body(headers, body, limit).await?;
     let format = LogsFormat::from_content_type(&header_text(headers, "content-type"));
     let defaults = LogDefaults {
         service: params.remove("service"),
@@ -324,26 +305,19 @@ async fn receive_logs(
         hostname: params.remove("hostname"),
     };
     let trace_ids = state.trace_ids.clone();
-    let decode = move || -> Result<_, DatadogError> {
-        let plain = decompress_body(compression, &body, limit)?;
+    let records = intake::decode_body(body, compression, limit, move |plain| {
         let cache = trace_ids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(decode_logs(
-            &plain,
+        Ok::<_, DatadogError>(decode_logs(
+            plain,
             format,
             &defaults,
             now_unix_nano(),
             Some(&cache),
         )?)
-    };
-    let records = if body_len(headers) > INLINE_DECODE_LIMIT {
-        tokio::task::spawn_blocking(decode)
-            .await
-            .map_err(|_| DatadogError::TaskFailed)??
-    } else {
-        decode()?
-    };
+    })
+    .await?;
     state.ingest.append_logs(records).await?;
     Ok(())
 }
@@ -352,47 +326,4 @@ fn now_unix_nano() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64)
-}
-
-fn body_len(headers: &HeaderMap) -> usize {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .unwrap_or(usize::MAX)
-}
-
-fn request_compression(headers: &HeaderMap) -> Result<Compression, DatadogError> {
-    let Some(value) = headers.get(CONTENT_ENCODING) else {
-        return Ok(Compression::Identity);
-    };
-    let text = String::from_utf8_lossy(value.as_bytes());
-    Compression::from_header(&text)
-        .ok_or_else(|| DatadogError::UnsupportedEncoding(text.into_owned()))
-}
-
-fn decompress_body(
-    compression: Compression,
-    body: &[u8],
-    limit: usize,
-) -> Result<Vec<u8>, DatadogError> {
-    decompress(compression, body, limit).map_err(|error| match error {
-        DecompressError::TooLarge { limit } => DatadogError::TooLarge { limit },
-        DecompressError::Corrupt(reason) => DatadogError::CorruptCompression(reason),
-    })
-}
-
-/// Reads at most `limit` bytes of body; a declared or actual larger body is
-/// refused without buffering it.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DatadogError> {
-    if body_len(headers) != usize::MAX && body_len(headers) > limit {
-        return Err(DatadogError::TooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(DatadogError::TooLarge { limit })
-        }
-        Err(error) => Err(DatadogError::BodyRead(error.to_string())),
-    }
 }

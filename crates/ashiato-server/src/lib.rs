@@ -17,6 +17,7 @@ pub mod datadog;
 mod errors;
 mod http_app;
 mod ingest;
+mod intake;
 mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;

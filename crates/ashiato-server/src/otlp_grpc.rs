@@ -35,10 +35,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED};
-
-/// Messages larger than this are decoded on the blocking pool (about 2000
-/// spans of a typical SDK, where conversion moved there before).
-const INLINE_DECODE_BYTES: usize = 512 * 1024;
+use crate::intake;
 
 /// The metrics service: nothing is stored, so it holds no store handle.
 #[derive(Clone)]
@@ -131,7 +128,8 @@ impl ExportRpc for LogsRpc {
     }
 }
 
-/// Decodes a request message, on the blocking pool when it is big.
+/// Decodes a request message, on the blocking pool when it is big (the
+/// shared intake rule, `intake::offload`).
 async fn decode<T>(
     message: Bytes,
     decoder: fn(&[u8]) -> Result<Decoded<T>, DecodeError>,
@@ -139,14 +137,10 @@ async fn decode<T>(
 where
     T: Send + 'static,
 {
-    let decoded = if message.len() <= INLINE_DECODE_BYTES {
-        decoder(&message)
-    } else {
-        tokio::task::spawn_blocking(move || decoder(&message))
-            .await
-            .map_err(|_| Status::internal("decoding task failed"))?
-    };
-    decoded.map_err(decode_status)
+    intake::offload(message.len(), move || decoder(&message))
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?
+        .map_err(decode_status)
 }
 
 /// tonic's prost codec answered an undecodable message with INTERNAL and

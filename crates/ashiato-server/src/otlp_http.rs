@@ -1,7 +1,8 @@
 //! OTLP/HTTP ingest: `POST /v1/traces`, `/v1/logs` and `/v1/metrics`.
 //!
 //! Every request goes through the same steps, each with its documented
-//! answer when it fails:
+//! answer when it fails (steps 2 to 4 and the offload are the shared
+//! intake path, `intake.rs`):
 //! 1. `Content-Type` media type → protobuf or JSON (else 415);
 //! 2. `Content-Encoding` → gzip, deflate, zstd or identity (else 415);
 //! 3. body read with a hard cap of `max_message_bytes` (else 413);
@@ -13,24 +14,20 @@
 
 use ashiato_model::{LogRecord, Span};
 use ashiato_otlp::{
-    Compression, DecodeError, Decoded, DecompressError, Format, Signal, count_metric_points,
-    decode_logs, decode_traces, decompress, encode_export_response, encode_status,
+    DecodeError, Decoded, Format, Signal, count_metric_points, decode_logs, decode_traces,
+    encode_export_response, encode_status,
 };
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED, retry_after_seconds};
-
-/// Bodies larger than this are decompressed and decoded on the blocking
-/// pool, so one big batch cannot stall the async workers.
-const INLINE_DECODE_LIMIT: usize = 64 * 1024;
+use crate::intake::{self, IntakeError};
 
 /// gRPC status codes used in `google.rpc.Status` bodies.
 const CODE_INVALID_ARGUMENT: i32 = 3;
@@ -63,40 +60,32 @@ pub fn router(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Router {
 enum HttpIngestError {
     #[error("unsupported content type {0:?}: use application/x-protobuf or application/json")]
     UnsupportedContentType(String),
-    #[error("unsupported content encoding {0:?}: use gzip, deflate, zstd or identity")]
-    UnsupportedEncoding(String),
-    #[error("request body exceeds the limit of {limit} bytes")]
-    TooLarge { limit: usize },
-    #[error("failed to read request body: {0}")]
-    BodyRead(String),
-    #[error("invalid compressed body: {0}")]
-    CorruptCompression(String),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Append(#[from] AppendFailure),
-    #[error("decoding task failed")]
-    TaskFailed,
 }
 
 impl HttpIngestError {
     fn status(&self) -> StatusCode {
         match self {
             HttpIngestError::UnsupportedContentType(_)
-            | HttpIngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            HttpIngestError::TooLarge { .. } | HttpIngestError::Append(AppendFailure::TooLarge) => {
-                StatusCode::PAYLOAD_TOO_LARGE
+            | HttpIngestError::Intake(IntakeError::UnsupportedEncoding(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            HttpIngestError::BodyRead(_)
-            | HttpIngestError::CorruptCompression(_)
+            HttpIngestError::Intake(IntakeError::TooLarge { .. })
+            | HttpIngestError::Append(AppendFailure::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpIngestError::Intake(IntakeError::BodyRead(_))
+            | HttpIngestError::Intake(IntakeError::CorruptCompression(_))
             | HttpIngestError::Decode(_) => StatusCode::BAD_REQUEST,
             HttpIngestError::Append(AppendFailure::Overloaded { .. })
             | HttpIngestError::Append(AppendFailure::ShuttingDown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            HttpIngestError::Append(AppendFailure::Storage) | HttpIngestError::TaskFailed => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            HttpIngestError::Append(AppendFailure::Storage)
+            | HttpIngestError::Intake(IntakeError::TaskFailed) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -193,16 +182,13 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(u64, Option<String>), HttpIngestError> {
-    let compression = request_compression(headers)?;
+    let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
-    let body = read_body(headers, body, limit).await?;
-    let batch = if body.len() > INLINE_DECODE_LIMIT {
-        tokio::task::spawn_blocking(move || decode(signal, format, compression, &body, limit))
-            .await
-            .map_err(|_| HttpIngestError::TaskFailed)??
-    } else {
-        decode(signal, format, compression, &body, limit)?
-    };
+    let body = intake::read_body(headers, body, limit).await?;
+    let batch = intake::decode_body(body, compression, limit, move |plain| {
+        decode(signal, format, plain)
+    })
+    .await?;
     match batch {
         Batch::Spans(decoded) => {
             state.ingest.append_spans(decoded.items).await?;
@@ -224,57 +210,8 @@ fn request_format(headers: &HeaderMap) -> Result<Format, HttpIngestError> {
     Format::from_content_type(&value).ok_or(HttpIngestError::UnsupportedContentType(value))
 }
 
-fn request_compression(headers: &HeaderMap) -> Result<Compression, HttpIngestError> {
-    let Some(value) = headers.get(CONTENT_ENCODING) else {
-        return Ok(Compression::Identity);
-    };
-    let text = String::from_utf8_lossy(value.as_bytes());
-    Compression::from_header(&text)
-        .ok_or_else(|| HttpIngestError::UnsupportedEncoding(text.into_owned()))
-}
-
-/// Reads at most `limit` bytes of body; a declared or actual larger body is
-/// refused without buffering it.
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, HttpIngestError> {
-    let declared_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limit as u64) {
-        return Err(HttpIngestError::TooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(HttpIngestError::TooLarge { limit })
-        }
-        Err(error) => Err(HttpIngestError::BodyRead(error.to_string())),
-    }
-}
-
-fn decode(
-    signal: Signal,
-    format: Format,
-    compression: Compression,
-    body: &[u8],
-    limit: usize,
-) -> Result<Batch, HttpIngestError> {
-    let decompressed;
-    let plain: &[u8] = if compression == Compression::Identity && body.len() <= limit {
-        // already within the limit (read_body enforced it): decode in place
-        // rather than copying the whole body
-        body
-    } else {
-        decompressed = decompress(compression, body, limit).map_err(|error| match error {
-            DecompressError::TooLarge { limit } => HttpIngestError::TooLarge { limit },
-            DecompressError::Corrupt(reason) => HttpIngestError::CorruptCompression(reason),
-        })?;
-        &decompressed
-    };
+/// Decodes a plain (decompressed) body of `signal`.
+fn decode(signal: Signal, format: Format, plain: &[u8]) -> Result<Batch, HttpIngestError> {
     Ok(match signal {
         Signal::Traces => Batch::Spans(decode_traces(plain, format)?),
         Signal::Logs => Batch::Logs(decode_logs(plain, format)?),

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ashiato_model::{Span, SpanKind};
 use tracing::{error, warn};
 
-use crate::StoreError;
+use crate::error::StoreError;
 use crate::wal::io_error;
 
 /// Nanoseconds per aggregation minute.

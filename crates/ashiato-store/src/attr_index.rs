@@ -583,7 +583,10 @@ mod tests {
     }
 
     /// Span ids a segment scan finds for `filter`, sorted.
-    fn scanned(segment: &crate::segment::Segment, filter: &crate::SpanFilter) -> Vec<SpanId> {
+    fn scanned(
+        segment: &crate::segment::Segment,
+        filter: &crate::filter::SpanFilter,
+    ) -> Vec<SpanId> {
         let mut found = Vec::new();
         let flow = crate::scan::scan_span_segment(segment, filter, &mut |span| {
             found.push(span.span_id);
@@ -649,12 +652,12 @@ mod tests {
             ("absent", "x"),
             ("rare", "needle"),
         ] {
-            let filter = crate::SpanFilter {
+            let filter = crate::filter::SpanFilter {
                 attributes: vec![(key.to_owned(), text.to_owned())],
-                ..crate::SpanFilter::default()
+                ..crate::filter::SpanFilter::default()
             };
             // The same with a cheap predicate, so selection and row filter combine.
-            let later = crate::SpanFilter {
+            let later = crate::filter::SpanFilter {
                 start_min_ns: Some((BLOCK_ROWS + 11) as u64),
                 ..filter.clone()
             };

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::StoreError;
+use crate::error::StoreError;
 use crate::segment::WrittenSegment;
 use crate::stats::{Counts, OpStats};
 

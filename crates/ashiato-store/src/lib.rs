@@ -124,20 +124,25 @@ mod aggregates;
 mod attr_index;
 mod catalog;
 mod codec;
+mod config;
+mod error;
+mod filter;
 mod memtable;
 mod prefilter;
 mod promoted;
 mod retention;
 mod scan;
+mod seal_hold;
 mod sealer;
 mod segment;
+mod shared;
 mod stats;
 mod wal;
 mod writer;
 
 use std::fs;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -152,6 +157,7 @@ use crate::catalog::{Catalog, SegmentKind};
 use crate::codec::Encoder;
 use crate::memtable::Memtable;
 use crate::segment::Segment;
+use crate::shared::{DirLock, Paths, Shared, State};
 use crate::stats::OpStats;
 use crate::wal::{RecordKind, WalFile, io_error};
 use crate::writer::{Batch, Commit, Gate, Writer, WriterMsg};
@@ -160,129 +166,10 @@ pub use crate::aggregates::{
     AggregateQuery, LatencySummary, MINUTE_NS, OperationAggregate, ServiceAggregate,
 };
 pub use crate::codec::CodecError;
-pub use crate::sealer::SealHold;
-
-/// How the store is opened.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// Root of everything the store writes (`wal/`, `segments/`, `catalog.sqlite`).
-    pub data_dir: PathBuf,
-    /// Whole segments whose newest data is older than this are deleted.
-    pub retention: Duration,
-    /// Bytes accepted but not yet fsynced before appends wait, then fail.
-    pub max_pending_bytes: usize,
-    /// How long an append waits for room before it fails with `Overloaded`.
-    pub overload_wait: Duration,
-    /// Seal the memtable once it holds this many rows (spans + logs)…
-    pub seal_max_rows: u64,
-    /// …or this many estimated bytes…
-    pub seal_max_bytes: u64,
-    /// …or its oldest row is this old and it holds `seal_age_min_rows`…
-    pub seal_max_age: Duration,
-    pub seal_age_min_rows: u64,
-    /// …or its oldest row is this old whatever its size (so a quiet server
-    /// still seals, without making a tiny segment every few minutes).
-    pub seal_idle_max_age: Duration,
-    /// Estimated bytes of active plus frozen memtables above which appends
-    /// are refused until sealing catches up.
-    pub max_memory_bytes: u64,
-    /// Frozen memtables written to Parquet at once (each on its own thread;
-    /// commits still happen one at a time, oldest first).
-    pub seal_workers: usize,
-    /// How often expired segments are looked for.
-    pub retention_interval: Duration,
-}
-
-impl StoreConfig {
-    /// Defaults: 7 days retention, 64 MiB pending, seal at 1M rows / 128 MiB
-    /// / 2 minutes (with at least 10k rows) / 30 minutes, 384 MiB memtable
-    /// memory, two seal workers, retention checked every minute.
-    pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig {
-            data_dir: data_dir.into(),
-            retention: Duration::from_secs(7 * 24 * 3600),
-            max_pending_bytes: 64 * 1024 * 1024,
-            overload_wait: Duration::from_secs(1),
-            seal_max_rows: 1_000_000,
-            seal_max_bytes: 128 * 1024 * 1024,
-            seal_max_age: Duration::from_secs(120),
-            seal_age_min_rows: 10_000,
-            seal_idle_max_age: Duration::from_secs(30 * 60),
-            max_memory_bytes: 384 * 1024 * 1024,
-            seal_workers: 2,
-            retention_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Failures of the store itself (disk, corruption that cannot be skipped).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("io error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("store is closed")]
-    Closed,
-    #[error("catalog error: {0}")]
-    Catalog(#[from] rusqlite::Error),
-    #[error("unreadable segment {path}: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("wal write failed: {reason}")]
-    WalWrite { reason: String },
-    #[error("batch is too large for one wal record")]
-    BatchTooLarge,
-    #[error("data directory is in use by another process (lock held on {path})")]
-    Locked { path: PathBuf },
-}
-
-/// Why an append was not acknowledged.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    /// The writer is behind; the client should retry after the given delay.
-    #[error("store is overloaded, retry after {retry_after:?}")]
-    Overloaded { retry_after: Duration },
-    /// The store is shutting down.
-    #[error("store is shutting down")]
-    Closed,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Predicates on single spans that the store may push down (segment pruning
-/// by time and service; later column predicates). All set fields must hold.
-#[derive(Debug, Clone, Default)]
-pub struct SpanFilter {
-    /// Span start time range, inclusive, unix nanos.
-    pub start_min_ns: Option<u64>,
-    pub start_max_ns: Option<u64>,
-    /// `service.name` of the span's resource, exact.
-    pub service: Option<String>,
-    /// Span name, exact.
-    pub name: Option<String>,
-    pub min_duration_ns: Option<u64>,
-    pub max_duration_ns: Option<u64>,
-    /// Only spans with status ERROR.
-    pub error_only: bool,
-    /// Span or resource attribute `key` whose value matches the text
-    /// (`AttrValue::matches_text`); every pair must match.
-    pub attributes: Vec<(String, String)>,
-}
-
-/// Predicates on log records. All set fields must hold.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    pub time_min_ns: Option<u64>,
-    pub time_max_ns: Option<u64>,
-    pub service: Option<String>,
-    /// Minimum effective severity number (1..=24).
-    pub min_severity_number: Option<u8>,
-    pub trace_id: Option<TraceId>,
-    /// Case-insensitive substring of the body text.
-    pub body_contains: Option<String>,
-}
+pub use crate::config::StoreConfig;
+pub use crate::error::{AppendError, StoreError};
+pub use crate::filter::{LogFilter, SpanFilter};
+pub use crate::seal_hold::SealHold;
 
 /// Per-service counters over all stored spans.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,40 +213,6 @@ pub struct StorageStats {
     pub memtable_logs: u64,
     /// Estimated memory of those rows.
     pub memtable_bytes: u64,
-}
-
-/// Where the store's files live.
-struct Paths {
-    wal_dir: PathBuf,
-    segments_dir: PathBuf,
-}
-
-/// What readers see; swapped under one lock so each row is visible exactly once.
-struct State {
-    active: Memtable,
-    /// Memtables being sealed, oldest first.
-    frozen: Vec<Arc<Memtable>>,
-    span_segments: Vec<Arc<Segment>>,
-    log_segments: Vec<Arc<Segment>>,
-    /// Per (service, operation) counts of all span segments.
-    sealed_stats: OpStats,
-}
-
-/// State shared by the store handle and its threads.
-struct Shared {
-    /// Released when the last thread using the directory is gone.
-    _dir_lock: DirLock,
-    config: StoreConfig,
-    paths: Paths,
-    state: RwLock<State>,
-    catalog: Mutex<Catalog>,
-    /// Estimated bytes of active + frozen memtables.
-    memory_bytes: AtomicU64,
-    shutting_down: AtomicBool,
-    /// Per-minute service/operation figures (see `aggregates`).
-    aggregates: aggregates::Aggregates,
-    /// Test hook holding back one seal's write phase (see `hold_next_seal`).
-    seal_hold: Arc<sealer::WriteHold>,
 }
 
 struct Inner {
@@ -926,32 +779,6 @@ impl Store {
     #[doc(hidden)]
     pub fn hold_next_seal(&self) -> SealHold {
         SealHold::arm(self.inner.shared.seal_hold.clone())
-    }
-}
-
-/// An exclusive `flock` on `data_dir/LOCK`: a second process (or a second
-/// `Store` in this one) on the same directory would interleave WAL files and
-/// delete each other's data.
-struct DirLock {
-    _file: fs::File,
-}
-
-impl DirLock {
-    fn acquire(data_dir: &Path) -> Result<DirLock, StoreError> {
-        let path = data_dir.join("LOCK");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
-        #[cfg(unix)]
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(StoreError::Locked { path }),
-            Err(errno) => return Err(io_error(&path, errno.into())),
-        }
-        Ok(DirLock { _file: file })
     }
 }
 

@@ -28,8 +28,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
 use parquet::schema::types::SchemaDescriptor;
 
-use crate::SpanFilter;
 use crate::codec::{self, Encoder};
+use crate::filter::SpanFilter;
 use crate::promoted::{PromotedArray, Promotion};
 
 /// Value tags whose text form (`to_text`) is not a byte copy of the value:

@@ -393,8 +393,8 @@ mod tests {
     use ashiato_model::{KeyValue, Resource, Scope, SpanId, SpanKind, Status, TraceId};
 
     use super::*;
-    use crate::SpanFilter;
     use crate::codec::Encoder;
+    use crate::filter::SpanFilter;
     use crate::segment::{Segment, write_spans_promoting};
 
     /// Rows past the sample, so a value can break its key's type there.

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::error::StoreError;
 use crate::sealer::now_unix_nano;
-use crate::{Shared, StoreError};
+use crate::shared::Shared;
 
 /// Runs `enforce` every `interval` until the stop channel fires or closes.
 pub fn run(shared: Arc<Shared>, stop: Receiver<()>, interval: Duration) {

@@ -8,10 +8,11 @@ use std::ops::ControlFlow;
 use arrow_array::{Array, BinaryArray, FixedSizeBinaryArray, RecordBatch, UInt64Array};
 use ashiato_model::{KeyValue, LogRecord, Resource, Severity, Span, TraceId, attr_get};
 
+use crate::error::StoreError;
+use crate::filter::{LogFilter, SpanFilter};
 use crate::segment::{
     LogColumns, PromotedColumns, Segment, SharedParts, SpanColumns, parquet_error,
 };
-use crate::{LogFilter, SpanFilter, StoreError};
 
 fn in_range(value: u64, min: Option<u64>, max: Option<u64>) -> bool {
     min.is_none_or(|m| value >= m) && max.is_none_or(|m| value <= m)

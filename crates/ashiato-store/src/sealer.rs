@@ -25,16 +25,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::{error, info, warn};
 
 use crate::catalog::{NewSegment, SegmentKind};
+use crate::error::StoreError;
 use crate::memtable::Memtable;
 use crate::segment::{self, Segment, WrittenSegment};
+use crate::shared::Shared;
 use crate::wal::{self, io_error, sync_dir};
 use crate::writer::SealReply;
-use crate::{Shared, StoreError};
 
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How often a held write (test hook) looks for a shutdown.
-const HOLD_POLL: Duration = Duration::from_millis(10);
 
 pub struct SealJob {
     /// `None` only asks for a reply once earlier jobs are done.
@@ -97,7 +96,7 @@ fn work(workers: &Workers) {
         let mut reply = job.reply;
         let sealed = match job.table {
             Some(table) => {
-                if held && !shared.seal_hold.wait_released(shared) {
+                if held && !shared.seal_hold.wait_released(&shared.shutting_down) {
                     return;
                 }
                 let Some(written) = write_with_retry(shared, &table, &mut reply) else {
@@ -234,97 +233,6 @@ impl Drop for Turn<'_> {
             lock(&self.turns.state).stopped = true;
             self.turns.changed.notify_all();
         }
-    }
-}
-
-/// Test hook: holds back the write phase of the next seal job, so a later
-/// memtable can finish writing first.
-#[derive(Default)]
-pub struct WriteHold {
-    state: Mutex<HoldState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct HoldState {
-    /// The next job taken is held.
-    armed: bool,
-    /// A taken job is held until `release`.
-    holding: bool,
-    /// Write phases finished since the store opened.
-    writes: u64,
-}
-
-impl WriteHold {
-    fn take_armed(&self) -> bool {
-        let mut state = lock(&self.state);
-        let armed = std::mem::take(&mut state.armed);
-        state.holding |= armed;
-        armed
-    }
-
-    /// Waits for `release`; `false` if the store shuts down first.
-    fn wait_released(&self, shared: &Shared) -> bool {
-        let mut state = lock(&self.state);
-        while state.holding {
-            if shared.shutting_down.load(Ordering::Relaxed) {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, HOLD_POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
-    }
-
-    fn wrote(&self) {
-        lock(&self.state).writes += 1;
-        self.changed.notify_all();
-    }
-
-    fn arm(&self) {
-        lock(&self.state).armed = true;
-    }
-
-    fn release(&self) {
-        let mut state = lock(&self.state);
-        state.armed = false;
-        state.holding = false;
-        self.changed.notify_all();
-    }
-}
-
-/// Returned by `Store::hold_next_seal`; the held write goes on when it is
-/// dropped.
-#[doc(hidden)]
-pub struct SealHold {
-    hold: Arc<WriteHold>,
-}
-
-impl SealHold {
-    pub(crate) fn arm(hold: Arc<WriteHold>) -> SealHold {
-        hold.arm();
-        SealHold { hold }
-    }
-
-    /// Blocks until `count` write phases have finished since the store opened.
-    pub fn wait_writes(&self, count: u64) {
-        let mut state = lock(&self.hold.state);
-        while state.writes < count {
-            state = self
-                .hold
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl Drop for SealHold {
-    fn drop(&mut self) {
-        self.hold.release();
     }
 }
 

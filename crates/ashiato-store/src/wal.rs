@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 const MAGIC: &[u8; 8] = b"ASHWAL01";
 const HEADER_LEN: usize = 9;

@@ -18,10 +18,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
+use crate::error::StoreError;
 use crate::memtable::Memtable;
 use crate::sealer::SealJob;
+use crate::shared::Shared;
 use crate::wal::WalFile;
-use crate::{Shared, StoreError};
 
 /// How often an idle writer wakes to check the memtable's age.
 const IDLE_TICK: Duration = Duration::from_millis(500);
