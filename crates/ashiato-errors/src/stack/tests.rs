@@ -278,7 +278,11 @@ fn test_module_names_survive_a_deploy_to_a_versioned_folder() {
     let cases: &[(&str, &[&str], &str)] = &[
         ("/srv/release-42/app.py", &[".py"], "app"),
         ("/srv/releases/20261204120000/app.py", &[".py"], "app"),
-        ("/tmp/peers/python-auto-3f2a9c1d8e7b6a50/app.py", &[".py"], "app"),
+        (
+            "/tmp/peers/python-auto-3f2a9c1d8e7b6a50/app.py",
+            &[".py"],
+            "app",
+        ),
         ("/srv/shop-v1.2.3/server.js", &[".js"], "server"),
         ("/srv/release-42/shop/orders.py", &[".py"], "shop.orders"),
         ("/app/api/v2/handlers.py", &[".py"], "v2.handlers"),
