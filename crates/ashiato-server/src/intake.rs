@@ -134,3 +134,51 @@ pub async fn offload<R: Send + 'static>(
         Ok(work())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn test_identity_body_is_borrowed_not_copied() {
+        let body = b"spans".as_slice();
+        let plain = decompressed(Compression::Identity, body, 16).unwrap();
+        assert!(matches!(plain, Cow::Borrowed(bytes) if bytes.as_ptr() == body.as_ptr()));
+    }
+
+    #[test]
+    fn test_decompression_is_capped_at_the_limit() {
+        let body = gzip(&[0u8; 4096]);
+        let plain = decompressed(Compression::Gzip, &body, 4096).unwrap();
+        assert_eq!(plain.len(), 4096);
+        assert!(matches!(
+            decompressed(Compression::Gzip, &body, 4095),
+            Err(IntakeError::TooLarge { limit: 4095 })
+        ));
+        assert!(matches!(
+            decompressed(Compression::Gzip, b"not gzip", 4096),
+            Err(IntakeError::CorruptCompression(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn test_offload_rule_is_the_bytes_in_hand() {
+        let caller = std::thread::current().id();
+        let inline = offload(INLINE_DECODE_LIMIT, move || std::thread::current().id())
+            .await
+            .unwrap();
+        assert_eq!(inline, caller);
+        let offloaded = offload(INLINE_DECODE_LIMIT + 1, move || std::thread::current().id())
+            .await
+            .unwrap();
+        assert_ne!(offloaded, caller);
+    }
+}
