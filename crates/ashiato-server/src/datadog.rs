@@ -42,6 +42,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, Ingest, retry_after_seconds};
 use crate::intake::{self, IntakeError};
+use crate::resend::{BodyDigest, BodyKind};
 
 /// The header libdatadog sends to get a real 429 instead of a silent 200.
 const SEND_REAL_HTTP_STATUS: &str = "datadog-send-real-http-status";
@@ -231,13 +232,14 @@ async fn receive_traces(
         tracer_version: header_text(headers, "datadog-meta-tracer-version"),
     };
     let trace_ids = state.trace_ids.clone();
-    let batch = intake::decode_body(body, compression, limit, move |plain| {
+    let (batch, digest) = intake::decode_body(body, compression, limit, move |plain| {
         // a poisoned lock only means another decode panicked mid-update of
         // a best-effort cache; its contents are still usable
         let mut cache = trace_ids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok::<_, DatadogError>(decode_traces(plain, version, format, &tracer, &mut cache)?)
+        let batch = decode_traces(plain, version, format, &tracer, &mut cache)?;
+        Ok::<_, DatadogError>((batch, BodyDigest::of(BodyKind::Spans, plain)))
     })
     .await?;
     if batch.rejected > 0 {
@@ -252,7 +254,7 @@ async fn receive_traces(
         chunks = batch.chunks,
         "datadog traces decoded"
     );
-    state.ingest.append_spans(batch.spans).await?;
+    state.ingest.append_spans_once(digest, batch.spans).await?;
     Ok(())
 }
 
@@ -318,6 +320,8 @@ async fn receive_logs(
         )?)
     })
     .await?;
+    // not `append_logs_once`: Datadog log lines need not carry a time (the
+    // time of receipt stands in), so equal bodies can be distinct events
     state.ingest.append_logs(records).await?;
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! The part of ingest both OTLP transports share: appending decoded items
 //! to the store and classifying why that failed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ashiato_model::{LogRecord, Span};
 use ashiato_store::{AppendError, Store, StoreError};
 
 use crate::errors::{ErrorBatch, ErrorSink};
+use crate::resend::{BodyDigest, RecentBodies};
 
 /// Why decoded items were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,7 @@ impl From<AppendError> for AppendFailure {
 pub struct Ingest {
     store: Store,
     errors: Option<ErrorSink>,
+    recent: Arc<RecentBodies>,
 }
 
 impl Ingest {
@@ -66,6 +69,7 @@ impl Ingest {
         Ingest {
             store,
             errors: None,
+            recent: Arc::default(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Ingest {
         Ingest {
             store,
             errors: Some(errors),
+            recent: Arc::default(),
         }
     }
 
@@ -111,6 +116,50 @@ impl Ingest {
             .await
             .map_err(AppendFailure::from)?;
         self.hand_over(candidates).await;
+        Ok(())
+    }
+
+    /// Appends the spans of a request body unless the same body was
+    /// acknowledged moments ago (a resend after a lost acknowledgement,
+    /// see `resend.rs`): then it is acknowledged again, not stored again.
+    pub async fn append_spans_once(
+        &self,
+        digest: BodyDigest,
+        spans: Vec<Span>,
+    ) -> Result<(), AppendFailure> {
+        if self.recent.seen(digest) {
+            tracing::debug!(
+                spans = spans.len(),
+                "resent spans acknowledged again, not stored"
+            );
+            return Ok(());
+        }
+        self.append_spans(spans).await?;
+        self.recent.remember(digest);
+        Ok(())
+    }
+
+    /// [`Ingest::append_spans_once`] for log records. Only a body whose
+    /// every record carries its time identifies its data: two timeless
+    /// records with the same text may be two events, so such a body is
+    /// always stored.
+    pub async fn append_logs_once(
+        &self,
+        digest: BodyDigest,
+        logs: Vec<LogRecord>,
+    ) -> Result<(), AppendFailure> {
+        if logs.iter().any(|log| log.effective_time_unix_nano() == 0) {
+            return self.append_logs(logs).await;
+        }
+        if self.recent.seen(digest) {
+            tracing::debug!(
+                logs = logs.len(),
+                "resent log records acknowledged again, not stored"
+            );
+            return Ok(());
+        }
+        self.append_logs(logs).await?;
+        self.recent.remember(digest);
         Ok(())
     }
 

@@ -21,6 +21,7 @@ mod intake;
 mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;
+mod resend;
 
 use std::future::Future;
 use std::io::Write;

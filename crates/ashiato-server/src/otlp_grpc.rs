@@ -36,6 +36,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED};
 use crate::intake;
+use crate::resend::{BodyDigest, BodyKind};
 
 /// The metrics service: nothing is stored, so it holds no store handle.
 #[derive(Clone)]
@@ -85,10 +86,12 @@ impl ExportRpc for TracesRpc {
 
     fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
         Box::pin(async move {
-            let decoded: Decoded<Span> =
-                decode(message, |body| decode_traces(body, Format::Protobuf)).await?;
+            let (decoded, digest): (Decoded<Span>, _) = decode(message, BodyKind::Spans, |body| {
+                decode_traces(body, Format::Protobuf)
+            })
+            .await?;
             ingest
-                .append_spans(decoded.items)
+                .append_spans_once(digest, decoded.items)
                 .await
                 .map_err(append_status)?;
             let partial_success = partial(decoded.rejected, decoded.error_message).map(
@@ -111,10 +114,13 @@ impl ExportRpc for LogsRpc {
 
     fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
         Box::pin(async move {
-            let decoded: Decoded<LogRecord> =
-                decode(message, |body| decode_logs(body, Format::Protobuf)).await?;
+            let (decoded, digest): (Decoded<LogRecord>, _) =
+                decode(message, BodyKind::Logs, |body| {
+                    decode_logs(body, Format::Protobuf)
+                })
+                .await?;
             ingest
-                .append_logs(decoded.items)
+                .append_logs_once(digest, decoded.items)
                 .await
                 .map_err(append_status)?;
             let partial_success = partial(decoded.rejected, decoded.error_message).map(
@@ -132,15 +138,18 @@ impl ExportRpc for LogsRpc {
 /// shared intake rule, `intake::offload`).
 async fn decode<T>(
     message: Bytes,
+    kind: BodyKind,
     decoder: fn(&[u8]) -> Result<Decoded<T>, DecodeError>,
-) -> Result<Decoded<T>, Status>
+) -> Result<(Decoded<T>, BodyDigest), Status>
 where
     T: Send + 'static,
 {
-    intake::offload(message.len(), move || decoder(&message))
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?
-        .map_err(decode_status)
+    intake::offload(message.len(), move || {
+        decoder(&message).map(|decoded| (decoded, BodyDigest::of(kind, &message)))
+    })
+    .await
+    .map_err(|error| Status::internal(error.to_string()))?
+    .map_err(decode_status)
 }
 
 /// tonic's prost codec answered an undecodable message with INTERNAL and

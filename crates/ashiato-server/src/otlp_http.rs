@@ -28,6 +28,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED, retry_after_seconds};
 use crate::intake::{self, IntakeError};
+use crate::resend::{BodyDigest, BodyKind};
 
 /// gRPC status codes used in `google.rpc.Status` bodies.
 const CODE_INVALID_ARGUMENT: i32 = 3;
@@ -185,17 +186,24 @@ async fn receive(
     let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
     let body = intake::read_body(headers, body, limit).await?;
-    let batch = intake::decode_body(body, compression, limit, move |plain| {
-        decode(signal, format, plain)
+    let (batch, digest) = intake::decode_body(body, compression, limit, move |plain| {
+        let kind = match signal {
+            Signal::Logs => BodyKind::Logs,
+            _ => BodyKind::Spans,
+        };
+        decode(signal, format, plain).map(|batch| (batch, BodyDigest::of(kind, plain)))
     })
     .await?;
     match batch {
         Batch::Spans(decoded) => {
-            state.ingest.append_spans(decoded.items).await?;
+            state
+                .ingest
+                .append_spans_once(digest, decoded.items)
+                .await?;
             Ok((decoded.rejected, decoded.error_message))
         }
         Batch::Logs(decoded) => {
-            state.ingest.append_logs(decoded.items).await?;
+            state.ingest.append_logs_once(digest, decoded.items).await?;
             Ok((decoded.rejected, decoded.error_message))
         }
         Batch::MetricPoints(points) => Ok((points, Some(METRICS_NOT_STORED.to_owned()))),

@@ -406,3 +406,72 @@ async fn test_overloaded_store_is_503_with_retry_after() {
     assert_eq!(rpc.code, 14);
     assert!(rpc.message.contains("overloaded"), "{}", rpc.message);
 }
+
+/// An exporter that never got the acknowledgement sends the same batch
+/// again, maybe compressed differently: it is acknowledged again but
+/// stored once, so logs are not listed twice and span counts stay exact.
+/// A batch that differs in any byte is stored.
+#[tokio::test]
+async fn test_a_resent_batch_is_acknowledged_and_stored_once() {
+    let harness = Harness::new();
+    let logs = logs_request("payments", "payment failed").encode_to_vec();
+    let spans = traces_request("checkout", order_spans(), 0).encode_to_vec();
+    for (encoding, body) in [(None, logs.clone()), (Some("gzip"), gzip(&logs))] {
+        let (status, _, _) = harness.post("/v1/logs", PROTOBUF, encoding, body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    for _ in 0..2 {
+        let (status, _, _) = harness
+            .post("/v1/traces", PROTOBUF, None, spans.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let found = harness.query().find_logs(&LogQuery::default()).unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let counted: Vec<(String, u64)> = harness
+        .query()
+        .services()
+        .into_iter()
+        .map(|service| (service.name, service.span_count))
+        .collect();
+    assert_eq!(counted, [("checkout".to_owned(), 2)]);
+
+    let other = logs_request("payments", "payment failed again").encode_to_vec();
+    let (status, _, _) = harness.post("/v1/logs", PROTOBUF, None, other).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        harness
+            .query()
+            .find_logs(&LogQuery::default())
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// A record without any time is not identified by its bytes (the same
+/// line twice may be two events): such a body is stored every time.
+#[tokio::test]
+async fn test_timeless_log_records_are_stored_every_time() {
+    let harness = Harness::new();
+    let mut request = logs_request("batch", "retrying");
+    for record in request
+        .resource_logs
+        .iter_mut()
+        .flat_map(|resource| &mut resource.scope_logs)
+        .flat_map(|scope| &mut scope.log_records)
+    {
+        record.time_unix_nano = 0;
+        record.observed_time_unix_nano = 0;
+    }
+    let body = request.encode_to_vec();
+    for _ in 0..2 {
+        let (status, _, _) = harness.post("/v1/logs", PROTOBUF, None, body.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let query = LogQuery {
+        start_ns: Some(0),
+        ..LogQuery::default()
+    };
+    assert_eq!(harness.query().find_logs(&query).unwrap().len(), 2);
+}
