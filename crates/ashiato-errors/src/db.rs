@@ -261,6 +261,34 @@ pub fn load_issue(tx: &Transaction<'_>, id: &IssueId) -> Result<Option<IssueStat
         .optional()?)
 }
 
+/// The oldest issue of the same service and environment that is the same
+/// error as `fingerprint` seen from another depth
+/// ([`Fingerprint::same_error_deeper`]), for a fingerprint that has no
+/// issue of its own yet.
+pub fn deeper_issue(
+    tx: &Transaction<'_>,
+    fingerprint: &Fingerprint,
+    service: &str,
+    environment: &str,
+) -> Result<Option<IssueId>, ErrorsDbError> {
+    let mut statement = tx.prepare_cached(
+        "SELECT id, components FROM issues WHERE service = ?1 AND environment = ?2
+         ORDER BY first_seen, id",
+    )?;
+    let mut rows = statement.query(params![service, environment])?;
+    while let Some(row) = rows.next()? {
+        let components: String = row.get(1)?;
+        let components: Vec<String> = serde_json::from_str(&components).unwrap_or_default();
+        if fingerprint.same_error_deeper(&components) {
+            let id: String = row.get(0)?;
+            if let Some(id) = IssueId::parse(&id) {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Opens an issue with its first occurrence (counted once) and returns its
 /// state for the rest of the round.
 pub fn insert_issue(

@@ -17,6 +17,12 @@
 //! record as `PaymentDeclined` (or by Datadog as `builtins.ValueError`
 //! beside OTel's `ValueError`) is one issue.
 //!
+//! A fingerprint that has no issue yet joins the oldest issue of the same
+//! service, environment and type whose in-app frames extend its own or are
+//! extended by them ([`Fingerprint::same_error_deeper`]): one error seen at
+//! two depths (a Python log record written where it was caught, the span
+//! of middleware further up) is one issue even when the two settle apart.
+//!
 //! Changing any rule must bump [`ALGORITHM_VERSION`]. Every issue records
 //! the version that made it, and nothing is rewritten on a change: an
 //! occurrence whose fingerprint the new rules compute differently opens
@@ -87,6 +93,36 @@ impl Fingerprint {
             ));
         }
         Fingerprint::from_components(components)
+    }
+
+    /// Whether `other` (an issue's components) is the same error seen
+    /// from another depth: the same service, environment and type, and one
+    /// in-app frame list (crash site first) a prefix of the other.
+    ///
+    /// Python's traceback holds only the frames between where an
+    /// exception was raised and where it was caught, so a log record
+    /// written in the handler and a span ended by middleware further up
+    /// report one failure with two frame lists, one extending the other.
+    /// Both are folded into one occurrence when they settle together;
+    /// when a collector's retry delivers them apart, this keeps them in
+    /// one issue.
+    pub fn same_error_deeper(&self, other: &[String]) -> bool {
+        let split = |components: &[String]| -> (Vec<String>, Vec<String>) {
+            let (frames, rest): (Vec<&String>, Vec<&String>) = components
+                .iter()
+                .partition(|component| component.starts_with("frame="));
+            (
+                rest.into_iter().cloned().collect(),
+                frames.into_iter().cloned().collect(),
+            )
+        };
+        let (mine, my_frames) = split(&self.components);
+        let (theirs, their_frames) = split(other);
+        let shorter = my_frames.len().min(their_frames.len());
+        mine == theirs
+            && shorter > 0
+            && mine.iter().any(|component| component.starts_with("type="))
+            && my_frames[..shorter] == their_frames[..shorter]
     }
 
     pub fn from_components(components: Vec<String>) -> Fingerprint {

@@ -405,11 +405,21 @@ impl Tracker {
         // distinct row instead of one per occurrence
         let mut hourly = HashMap::new();
         let mut facets = db::FacetCounts::new();
+        // a fingerprint without an issue may be one seen from another depth
+        let mut resolved: HashMap<IssueId, IssueId> = HashMap::new();
         for (index, (occurrence, (grouped, sample))) in decided.iter().zip(&grouped).enumerate() {
             let grouped: &Grouped = grouped;
+            let issue_id = match resolved.get(&grouped.id) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = issue_for(&tx, grouped, &occurrence.candidate)?;
+                    resolved.insert(grouped.id.clone(), id.clone());
+                    id
+                }
+            };
             let new = NewOccurrence {
                 key: &occurrence.key,
-                issue_id: &grouped.id,
+                issue_id: &issue_id,
                 fingerprint: &grouped.fingerprint,
                 title: &grouped.title,
                 error_type: &occurrence.candidate.error_type,
@@ -426,9 +436,9 @@ impl Tracker {
             if !db::insert_occurrence(&tx, &new, sample_json.as_deref())? {
                 continue; // counted before (replay)
             }
-            let counted = match issues.entry(grouped.id.clone()) {
+            let counted = match issues.entry(issue_id.clone()) {
                 Entry::Occupied(mut state) => state.get_mut().add(&new),
-                Entry::Vacant(slot) => match db::load_issue(&tx, &grouped.id)? {
+                Entry::Vacant(slot) => match db::load_issue(&tx, &issue_id)? {
                     Some(state) => slot.insert(state).add(&new),
                     None => {
                         let first = sample_json.unwrap_or_else(|| db::sample_json(sample));
@@ -438,17 +448,17 @@ impl Tracker {
                 },
             };
             *hourly
-                .entry((grouped.id.clone(), db::hour_of(sample.time_unix_nano)))
+                .entry((issue_id.clone(), db::hour_of(sample.time_unix_nano)))
                 .or_insert(0) += 1;
             self.facets
-                .count(&tx, &grouped.id, &sample.attributes, &mut facets)?;
+                .count(&tx, &issue_id, &sample.attributes, &mut facets)?;
             let kind = match counted {
                 Counted::New => IssueEventKind::NewIssue,
                 Counted::Regressed => IssueEventKind::Regression,
                 Counted::Repeated => continue,
             };
             let top_frame = grouped.frames.iter().find(|frame| frame.in_app).cloned();
-            changed.push((kind, grouped.id.clone(), top_frame));
+            changed.push((kind, issue_id, top_frame));
         }
         for (id, state) in &issues {
             db::store_issue(&tx, id, state)?;
@@ -645,6 +655,26 @@ fn group_key(candidate: &Candidate) -> GroupKey<'_> {
         &candidate.operation,
         candidate.fingerprint_override.as_deref(),
     )
+}
+
+/// The issue an occurrence counts in: its fingerprint's own, else an
+/// existing issue of the same error seen from another depth
+/// ([`Fingerprint::same_error_deeper`]), else a new one of its own.
+fn issue_for(
+    tx: &rusqlite::Transaction<'_>,
+    grouped: &Grouped,
+    candidate: &Candidate,
+) -> Result<IssueId, ErrorsDbError> {
+    if db::load_issue(tx, &grouped.id)?.is_some() {
+        return Ok(grouped.id.clone());
+    }
+    let deeper = db::deeper_issue(
+        tx,
+        &grouped.fingerprint,
+        &candidate.service,
+        &candidate.environment,
+    )?;
+    Ok(deeper.unwrap_or_else(|| grouped.id.clone()))
 }
 
 /// Each occurrence's grouping and sample. Occurrences of one round mostly

@@ -355,3 +355,53 @@ fn test_one_failure_reported_by_span_and_logs_is_one_occurrence_of_one_issue() {
     assert_eq!(issues[0].count, 6);
     assert_eq!(issues[0].sources, [Source::Span, Source::Log]);
 }
+
+/// A Python log record written where the exception was caught holds fewer
+/// frames than the span that middleware ended further up. When a
+/// collector's retry delivers the logs of some requests and the spans of
+/// others apart, each settles alone: they are still one issue. An error of
+/// the same type raised on another path is another issue.
+#[test]
+fn test_one_error_seen_from_two_depths_is_one_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("errors.sqlite");
+    let mut tracker = Tracker::open(&path, Duration::from_secs(1), Box::new(NoStore)).unwrap();
+    let store = IssueStore::open(&path).unwrap();
+    let frame = |function: &str, line: u32| {
+        format!("  File \"/srv/shop/orders.py\", line {line}, in {function}\n    x()\n")
+    };
+    let traceback = |frames: &[(&str, u32)]| {
+        let body: String = frames.iter().map(|(f, l)| frame(f, *l)).collect();
+        format!("Traceback (most recent call last):\n{body}ValueError: order 7 not found\n")
+    };
+    // outermost first, as Python prints them
+    let caught_in_handle = traceback(&[("handle", 20), ("load_order", 10)]);
+    let seen_by_middleware = traceback(&[("requests", 30), ("handle", 20), ("load_order", 10)]);
+    let other_path = traceback(&[("refund", 40), ("load_order", 10)]);
+    let log = |trace: u64, stack: &str| {
+        let mut log = exception(trace, 1, "order 7 not found", "1.0");
+        log.source = Source::Log;
+        log.entry = false;
+        log.stack = stack.into();
+        log.log_hash = trace;
+        log
+    };
+    let span = |trace: u64, stack: &str| {
+        let mut span = exception(trace, 1, "order 7 not found", "1.0");
+        span.stack = stack.into();
+        span
+    };
+    run(&mut tracker, vec![log(1, &caught_in_handle)]);
+    run(&mut tracker, vec![span(2, &seen_by_middleware)]);
+    run(&mut tracker, vec![log(3, &caught_in_handle)]);
+    run(&mut tracker, vec![span(4, &other_path)]);
+    let issues = store
+        .list(&IssueFilter {
+            limit: 10,
+            ..IssueFilter::default()
+        })
+        .unwrap();
+    let mut counts: Vec<u64> = issues.iter().map(|issue| issue.count).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 3], "{issues:#?}");
+}

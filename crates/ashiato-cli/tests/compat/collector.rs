@@ -406,7 +406,10 @@ fn wait_for_delivery(server: &TestServer, sent: &[&Sent], context: impl Fn() -> 
                 });
             reached.then_some(())
         },
-        &context,
+        || {
+            let stored = serde_json::to_string_pretty(&common::stored(server)).unwrap_or_default();
+            format!("{}\n--- what ashiato stored ---\n{stored}", context())
+        },
     );
 }
 
