@@ -19,14 +19,14 @@ use serde::Deserialize;
 ///
 /// Every option can also come from an environment variable or from the
 /// TOML file given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir,
-/// retention, max_message_size, error_settle, error_tracking, webhook,
-/// webhook_format, public_url). A flag beats the environment, which beats
+/// retention, max_message_size, max_inflight_size, max_connections, allowed_hosts,
+/// error_settle, error_tracking, webhook, webhook_format, public_url). A flag beats the environment, which beats
 /// the file, which beats the default.
 #[derive(Debug, Default, clap::Args)]
 #[command(
     after_help = "Every option can also be set by its environment variable or in the TOML file \
 given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
-error_settle, error_tracking, webhook, webhook_format, public_url). \
+max_inflight_size, max_connections, allowed_hosts, error_settle, error_tracking, webhook, webhook_format, public_url). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
 by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
@@ -62,6 +62,27 @@ pub struct ServeArgs {
     #[arg(long, env = "ASHIATO_MAX_MESSAGE_SIZE", value_name = "SIZE", value_parser = parse_size)]
     max_message_size: Option<usize>,
 
+    /// Bytes of request bodies held at once across all listeners; beyond
+    /// it requests get 503 / RESOURCE_EXHAUSTED with a retry delay (never
+    /// below --max-message-size) [default: 256MiB]
+    #[arg(long, env = "ASHIATO_MAX_INFLIGHT_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    max_inflight_size: Option<usize>,
+
+    /// Open connections per listener; more are closed at once with a
+    /// logged warning [default: 4096]
+    #[arg(long, env = "ASHIATO_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// A host name the UI/API listener answers to besides IP addresses and
+    /// localhost (against DNS rebinding); repeat for more
+    #[arg(
+        long = "allowed-host",
+        env = "ASHIATO_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+
     /// TOML config file with the same settings in snake_case
     #[arg(long, env = "ASHIATO_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -88,6 +109,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     retention: Option<String>,
     max_message_size: Option<SizeSetting>,
+    max_inflight_size: Option<SizeSetting>,
+    max_connections: Option<usize>,
+    allowed_hosts: Option<Vec<String>>,
     webhook: Option<Vec<String>>,
     webhook_format: Option<String>,
     public_url: Option<String>,
@@ -113,6 +137,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = resolve(&args, file)?;
     tracing::info!(?config, "starting ashiato");
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,6 +149,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ashiato_server::run(config, shutdown).await
     })
 }
+
+/// Raises the soft open-files limit to the hard one: every connection is a
+/// descriptor, and the usual soft default of 1,024 is reached by a few
+/// hundred idle clients long before memory or CPU are.
+#[cfg(unix)]
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // an unlimited hard limit cannot be the soft one for files (the kernel
+    // caps it at nr_open): ask for a large finite number instead
+    let target = limit.maximum.unwrap_or(1 << 20);
+    let Some(current) = limit.current else {
+        return;
+    };
+    if current >= target {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(from = current, to = target, "raised the open files limit"),
+        Err(error) => {
+            tracing::warn!(limit = current, %error, "could not raise the open files limit")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() {}
 
 /// Logs go to stderr (stdout carries the startup lines), filtered by
 /// `RUST_LOG`, `info` by default.
@@ -215,19 +271,18 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         }
         (None, None) => defaults.retention,
     };
-    let max_message_bytes = match (args.max_message_size, &file.max_message_size) {
-        (Some(size), _) => size,
-        (None, Some(SizeSetting::Bytes(bytes))) => usize::try_from(*bytes)
-            .ok()
-            .filter(|bytes| *bytes > 0)
-            .ok_or_else(|| {
-                config_error("max_message_size", format!("{bytes} is not a usable size"))
-            })?,
-        (None, Some(SizeSetting::Text(text))) => {
-            parse_size(text).map_err(|reason| config_error("max_message_size", reason))?
-        }
-        (None, None) => defaults.max_message_bytes,
-    };
+    let max_message_bytes = size_setting(
+        "max_message_size",
+        args.max_message_size,
+        &file.max_message_size,
+        defaults.max_message_bytes,
+    )?;
+    let max_inflight_bytes = size_setting(
+        "max_inflight_size",
+        args.max_inflight_size,
+        &file.max_inflight_size,
+        defaults.max_inflight_bytes,
+    )?;
     let data_dir = args
         .data_dir
         .clone()
@@ -241,7 +296,38 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         data_dir,
         retention,
         max_message_bytes,
+        max_inflight_bytes,
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        inactivity_timeout: defaults.inactivity_timeout,
         errors,
+        allowed_hosts: if args.allowed_hosts.is_empty() {
+            file.allowed_hosts.unwrap_or_default()
+        } else {
+            args.allowed_hosts.clone()
+        },
+    })
+}
+
+/// A size from the flag (or environment), else the file, else the default.
+fn size_setting(
+    key: &str,
+    flag: Option<usize>,
+    file: &Option<SizeSetting>,
+    default: usize,
+) -> anyhow::Result<usize> {
+    Ok(match (flag, file) {
+        (Some(size), _) => size,
+        (None, Some(SizeSetting::Bytes(bytes))) => usize::try_from(*bytes)
+            .ok()
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(|| config_error(key, format!("{bytes} is not a usable size")))?,
+        (None, Some(SizeSetting::Text(text))) => {
+            parse_size(text).map_err(|reason| config_error(key, reason))?
+        }
+        (None, None) => default,
     })
 }
 
@@ -421,6 +507,9 @@ mod tests {
             ("data_dir", "ASHIATO_DATA_DIR"),
             ("retention", "ASHIATO_RETENTION"),
             ("max_message_size", "ASHIATO_MAX_MESSAGE_SIZE"),
+            ("max_inflight_size", "ASHIATO_MAX_INFLIGHT_SIZE"),
+            ("max_connections", "ASHIATO_MAX_CONNECTIONS"),
+            ("allowed_hosts", "ASHIATO_ALLOWED_HOSTS"),
             ("config", "ASHIATO_CONFIG"),
         ];
         for (id, variable) in expected {

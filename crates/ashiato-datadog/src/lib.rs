@@ -83,6 +83,9 @@ pub struct TraceBatch {
     pub spans: Vec<Span>,
     /// Span entries dropped as unusable.
     pub rejected: u64,
+    /// Why the first dropped entry was unusable (for the answer when
+    /// nothing was usable).
+    pub first_rejection: Option<&'static str>,
     /// Trace chunks in the payload (non-empty ones).
     pub chunks: u64,
 }
@@ -99,14 +102,18 @@ pub fn decode_traces(
     let raw = traces::decode_raw(body, version, format)?;
     let mut batch = TraceBatch {
         rejected: raw.skipped,
+        first_rejection: raw.first_skip,
         chunks: raw.chunks.len() as u64,
         ..TraceBatch::default()
     };
     let mut mapper = mapping::SpanMapper::new(tracer, cache);
     for chunk in raw.chunks {
-        let (spans, rejected) = mapper.chunk(chunk);
+        let (spans, rejected, reason) = mapper.chunk(chunk);
         batch.spans.extend(spans);
         batch.rejected += rejected;
+        if let Some(reason) = reason {
+            batch.first_rejection.get_or_insert(reason);
+        }
     }
     Ok(batch)
 }

@@ -97,18 +97,22 @@ impl<'c> SpanMapper<'c> {
     }
 
     /// Maps one chunk; spans with unusable ids or times are dropped and
-    /// counted in the second value.
-    pub fn chunk(&mut self, chunk: Vec<RawSpan>) -> (Vec<Span>, u64) {
+    /// counted in the second value, the first one's reason in the third.
+    pub fn chunk(&mut self, chunk: Vec<RawSpan>) -> (Vec<Span>, u64, Option<&'static str>) {
         let high = self.chunk_high_bits(&chunk);
         let mut spans = Vec::with_capacity(chunk.len());
         let mut rejected = 0;
+        let mut first_reason = None;
         for raw in chunk {
             match self.span(raw, high) {
-                Some(span) => spans.push(span),
-                None => rejected += 1,
+                Ok(span) => spans.push(span),
+                Err(reason) => {
+                    rejected += 1;
+                    first_reason.get_or_insert(reason);
+                }
             }
         }
-        (spans, rejected)
+        (spans, rejected, first_reason)
     }
 
     /// `_dd.p.tid` from any span of the chunk (the agent promotes it from
@@ -128,13 +132,13 @@ impl<'c> SpanMapper<'c> {
         }
     }
 
-    fn span(&mut self, raw: RawSpan, high: u64) -> Option<Span> {
+    fn span(&mut self, raw: RawSpan, high: u64) -> Result<Span, &'static str> {
         if raw.trace_id == 0 && high == 0 {
-            return None;
+            return Err("a span has trace_id 0");
         }
         let trace_id = TraceId::from_halves(high, raw.trace_id);
-        let span_id = SpanId::from_u64(raw.span_id)?;
-        let start = u64::try_from(raw.start).ok()?;
+        let span_id = SpanId::from_u64(raw.span_id).ok_or("a span has span_id 0")?;
+        let start = u64::try_from(raw.start).map_err(|_| "a span has a negative start")?;
         let end = start.saturating_add(u64::try_from(raw.duration).unwrap_or(0));
         let env = meta_value(&raw.meta, "env").unwrap_or_default().to_owned();
         let version = meta_value(&raw.meta, "version")
@@ -150,7 +154,7 @@ impl<'c> SpanMapper<'c> {
         } else {
             raw.resource.clone()
         };
-        Some(Span {
+        Ok(Span {
             trace_id,
             span_id,
             parent_span_id: SpanId::from_u64(raw.parent_id),

@@ -106,7 +106,18 @@ pub struct RawSpan {
 pub struct RawPayload {
     pub chunks: Vec<Vec<RawSpan>>,
     pub skipped: u64,
+    /// Why the first unusable entry was skipped.
+    pub first_skip: Option<&'static str>,
 }
+
+impl RawPayload {
+    fn skip(&mut self, reason: &'static str) {
+        self.skipped += 1;
+        self.first_skip.get_or_insert(reason);
+    }
+}
+
+const NOT_A_MAP: &str = "a span entry is not a map";
 
 /// Parses a trace payload body into chunks of raw spans.
 pub fn decode_raw(
@@ -166,7 +177,7 @@ fn v04_payload(root: &Value<'_>) -> Result<RawPayload, TraceDecodeError> {
                 // Go writes nil for nil spans
                 Value::Nil => {}
                 Value::Map(entries) => chunk.push(v04_span(entries)),
-                _ => payload.skipped += 1,
+                _ => payload.skip(NOT_A_MAP),
             }
         }
         if !chunk.is_empty() {
@@ -335,9 +346,9 @@ fn v05_payload(root: &Value<'_>) -> Result<RawPayload, TraceDecodeError> {
                 Value::Nil => {}
                 Value::Array(fields) => match v05_span(fields, &table) {
                     Some(span) => chunk.push(span),
-                    None => payload.skipped += 1,
+                    None => payload.skip("a v0.5 span has a bad field count or string index"),
                 },
-                _ => payload.skipped += 1,
+                _ => payload.skip("a v0.5 span entry is not an array"),
             }
         }
         if !chunk.is_empty() {

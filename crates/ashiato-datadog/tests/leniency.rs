@@ -212,6 +212,7 @@ fn test_nil_spans_skipped_bad_spans_counted_rest_kept() {
     assert_eq!(ids, [1, 3]);
     // the string entry, span id 0 and the negative start
     assert_eq!(batch.rejected, 3);
+    assert_eq!(batch.first_rejection, Some("a span entry is not a map"));
     assert_eq!(batch.chunks, 2);
 }
 

@@ -80,6 +80,15 @@ impl Report {
         }
     }
 
+    /// An item holding text that is not Unicode (non-UTF-8 protobuf
+    /// strings, lone surrogates in JSON).
+    pub(crate) fn reject_invalid_text(&mut self) {
+        self.reject(format!(
+            "{} has a string that is not valid unicode (invalid UTF-8 or a lone surrogate)",
+            self.singular
+        ));
+    }
+
     pub(crate) fn drop_link(&mut self) {
         self.dropped_links += 1;
     }

@@ -11,8 +11,9 @@
 //! error of a malformed body.
 //!
 //! Rules that real clients depend on:
-//! - invalid items (wrong-length or zero ids) are rejected one by one and
-//!   the rest of the batch is kept ([`Decoded::rejected`]);
+//! - invalid items (wrong-length or zero ids, text that is not Unicode:
+//!   non-UTF-8 protobuf strings, JSON lone surrogates) are rejected one by
+//!   one and the rest of the batch is kept ([`Decoded::rejected`]);
 //! - an undecodable body is a [`DecodeError`], whose text says what failed;
 //! - nothing here panics on input, and nested attribute values are capped
 //!   at [`MAX_VALUE_DEPTH`] levels (deeper values read as `Empty`).
@@ -24,6 +25,7 @@ mod json;
 mod response;
 
 use ashiato_model::{LogRecord, Span};
+use convert::Report;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -119,7 +121,9 @@ pub fn decode_traces(body: &[u8], format: Format) -> Result<Decoded<Span>, Decod
     match format {
         Format::Protobuf => match decode_traces_direct(body) {
             Some(decoded) => Ok(decoded),
-            None => decode_traces_tree(body),
+            None => decode_traces_tree(body).or_else(|error| {
+                decode_lenient::<direct::Traces>(body, Report::for_spans()).ok_or(error)
+            }),
         },
         Format::Json => {
             let request: json::TracesRequest = decode_json(body, TRACES_REQUEST)?;
@@ -136,7 +140,9 @@ pub fn decode_logs(body: &[u8], format: Format) -> Result<Decoded<LogRecord>, De
     match format {
         Format::Protobuf => match decode_logs_direct(body) {
             Some(decoded) => Ok(decoded),
-            None => decode_logs_tree(body),
+            None => decode_logs_tree(body).or_else(|error| {
+                decode_lenient::<direct::Logs>(body, Report::for_log_records()).ok_or(error)
+            }),
         },
         Format::Json => {
             let request: json::LogsRequest = decode_json(body, LOGS_REQUEST)?;
@@ -153,8 +159,25 @@ pub fn decode_logs(body: &[u8], format: Format) -> Result<Decoded<LogRecord>, De
 /// fuzz target; servers call [`decode_traces`].
 pub fn decode_traces_direct(body: &[u8]) -> Option<Decoded<Span>> {
     let mut report = convert::Report::for_spans();
-    let spans = direct::request::<direct::Traces>(body, &mut report).ok()?;
+    let spans = direct::request::<direct::Traces>(body, &mut report, false).ok()?;
     Some(report.finish(spans))
+}
+
+/// The one-pass decoder in its lenient mode: spans holding non-UTF-8
+/// strings are rejected and the rest kept (what [`decode_traces`] falls
+/// back to when prost refuses a body). Public for the tests.
+pub fn decode_traces_lenient(body: &[u8]) -> Option<Decoded<Span>> {
+    decode_lenient::<direct::Traces>(body, Report::for_spans())
+}
+
+/// The lenient one-pass decoder of logs requests (see [`decode_traces_lenient`]).
+pub fn decode_logs_lenient(body: &[u8]) -> Option<Decoded<LogRecord>> {
+    decode_lenient::<direct::Logs>(body, Report::for_log_records())
+}
+
+fn decode_lenient<S: direct::Signal>(body: &[u8], mut report: Report) -> Option<Decoded<S::Item>> {
+    let items = direct::request::<S>(body, &mut report, true).ok()?;
+    Some(report.finish(items))
 }
 
 /// The reference protobuf path for trace requests: prost's message tree,
@@ -167,7 +190,7 @@ pub fn decode_traces_tree(body: &[u8]) -> Result<Decoded<Span>, DecodeError> {
 /// [`decode_traces_direct`]).
 pub fn decode_logs_direct(body: &[u8]) -> Option<Decoded<LogRecord>> {
     let mut report = convert::Report::for_log_records();
-    let records = direct::request::<direct::Logs>(body, &mut report).ok()?;
+    let records = direct::request::<direct::Logs>(body, &mut report, false).ok()?;
     Some(report.finish(records))
 }
 

@@ -12,8 +12,8 @@ mod common;
 use std::fmt::Debug;
 
 use ashiato_otlp::{
-    DecodeError, Decoded, decode_logs_direct, decode_logs_tree, decode_traces_direct,
-    decode_traces_tree,
+    DecodeError, Decoded, decode_logs_direct, decode_logs_lenient, decode_logs_tree,
+    decode_traces_direct, decode_traces_lenient, decode_traces_tree,
 };
 use prost::encoding::{WireType, encode_key, encode_varint};
 
@@ -50,10 +50,43 @@ fn assert_agree<T: Debug>(
 }
 
 fn assert_both_signals_agree(body: &[u8], what: &str) -> (bool, bool) {
+    assert_lenient_agrees(body, decode_traces_direct, decode_traces_lenient, what);
+    assert_lenient_agrees(body, decode_logs_direct, decode_logs_lenient, what);
     (
         assert_agree(body, decode_traces_direct, decode_traces_tree, what),
         assert_agree(body, decode_logs_direct, decode_logs_tree, what),
     )
+}
+
+/// The lenient pass gives exactly the strict result where the strict one
+/// accepts; where it refuses, the lenient pass either refuses too or
+/// accepted only by rejecting items for their text.
+fn assert_lenient_agrees<T: Debug>(
+    body: &[u8],
+    direct: fn(&[u8]) -> Option<Decoded<T>>,
+    lenient: fn(&[u8]) -> Option<Decoded<T>>,
+    what: &str,
+) {
+    match (direct(body), lenient(body)) {
+        (Some(strict), Some(lenient)) => assert_eq!(
+            format!("{strict:?}"),
+            format!("{lenient:?}"),
+            "{what}: lenient differs: {body:?}"
+        ),
+        (Some(_), None) => panic!("{what}: lenient refused what strict accepts: {body:?}"),
+        (None, Some(lenient)) => {
+            // it differs from the strict pass only by rejecting items for
+            // their text, so at least one item was (the reasons list may
+            // be summarised: "and 2 more")
+            assert!(lenient.rejected > 0, "{what}: {body:?}");
+            let message = lenient.error_message.unwrap_or_default();
+            assert!(
+                message.contains("not valid unicode") || message.contains(" more"),
+                "{what}: {message}"
+            );
+        }
+        (None, None) => {}
+    }
 }
 
 #[test]

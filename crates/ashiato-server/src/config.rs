@@ -16,6 +16,10 @@ pub const DEFAULT_DATADOG: SocketAddr = SocketAddr::new(LOOPBACK, 8126);
 pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(LOOPBACK, 8800);
 /// Default largest OTLP message, after decompression.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Default bound on the bytes of request bodies held at once, across listeners.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
+/// Default cap on open connections per listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default retention of stored data.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -42,6 +46,18 @@ pub struct ServerConfig {
     /// Largest OTLP message accepted: the gRPC decoding limit, and the
     /// HTTP body limit both before and after decompression.
     pub max_message_bytes: usize,
+    /// Bytes of request bodies held at once across all listeners; more is
+    /// refused with 503 / RESOURCE_EXHAUSTED and a retry delay. Never
+    /// below `max_message_bytes`, so one largest message always fits.
+    pub max_inflight_bytes: usize,
+    /// Open connections per listener; more are closed at once, with a warning.
+    pub max_connections: usize,
+    /// A connection with nothing read or written for this long is closed
+    /// (idle keep-alive, stalled headers or bodies; see `conn_limits`).
+    pub inactivity_timeout: Duration,
+    /// Host names the UI/API listener answers to besides IP literals and
+    /// `localhost` (DNS-rebinding defence, see `browser`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServerConfig {
@@ -56,6 +72,10 @@ impl ServerConfig {
             errors: crate::errors::ErrorsConfig::default(),
             retention: DEFAULT_RETENTION,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            inactivity_timeout: crate::conn_limits::INACTIVITY_TIMEOUT,
+            allowed_hosts: Vec::new(),
         }
     }
 

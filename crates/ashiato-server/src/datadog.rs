@@ -14,8 +14,10 @@
 //! listener ([`logs_router`]). API-key headers are accepted and ignored.
 //!
 //! Answers when something fails: 400 with a message for bodies that cannot
-//! be decoded at all (Python tracers retry every non-2xx five times, so
-//! anything decodable is kept instead), 413 over the size limit, 415 for an
+//! be decoded at all and for payloads none of whose spans is usable (which
+//! says why the first one was dropped; Python tracers retry every non-2xx
+//! five times, so a payload with some usable spans keeps them and answers
+//! 200), 413 over the size limit, 415 for an
 //! unknown `Content-Encoding`. When the store is overloaded, a client that
 //! sent `Datadog-Send-Real-Http-Status` (libdatadog, so Python) gets the
 //! real 429 it asked for, with `Retry-After`, which it retries. Other
@@ -40,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::ingest::{AppendFailure, Ingest, retry_after_seconds};
+use crate::ingest::{AppendFailure, DISK_FULL_RETRY, Ingest, retry_after_seconds};
 use crate::intake::{self, IntakeError};
 use crate::resend::{BodyDigest, BodyKind};
 
@@ -119,6 +121,10 @@ enum DatadogError {
     Logs(#[from] ashiato_datadog::LogsDecodeError),
     #[error(transparent)]
     Append(#[from] AppendFailure),
+    /// Every span entry of a non-empty payload was dropped: answering 200
+    /// would tell the tracer its spans were stored.
+    #[error("no usable span in the payload ({rejected} dropped): {reason}")]
+    NoUsableSpan { rejected: u64, reason: &'static str },
 }
 
 impl DatadogError {
@@ -132,12 +138,15 @@ impl DatadogError {
             DatadogError::Intake(IntakeError::BodyRead(_))
             | DatadogError::Intake(IntakeError::CorruptCompression(_))
             | DatadogError::Traces(_)
-            | DatadogError::Logs(_) => StatusCode::BAD_REQUEST,
+            | DatadogError::Logs(_)
+            | DatadogError::NoUsableSpan { .. } => StatusCode::BAD_REQUEST,
             DatadogError::Append(AppendFailure::Overloaded { .. }) if real_status => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             DatadogError::Append(AppendFailure::Overloaded { .. })
-            | DatadogError::Append(AppendFailure::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            | DatadogError::Append(AppendFailure::ShuttingDown)
+            | DatadogError::Append(AppendFailure::DiskFull)
+            | DatadogError::Intake(IntakeError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             DatadogError::Append(AppendFailure::Storage)
             | DatadogError::Intake(IntakeError::TaskFailed) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -152,6 +161,8 @@ impl DatadogError {
                 Some(retry_after_seconds(retry_after))
             }
             DatadogError::Append(AppendFailure::ShuttingDown) => Some(1),
+            DatadogError::Append(AppendFailure::DiskFull) => Some(DISK_FULL_RETRY.as_secs()),
+            DatadogError::Intake(IntakeError::Busy) => Some(intake::BUSY_RETRY.as_secs()),
             _ => None,
         };
         let mut response = (
@@ -225,7 +236,8 @@ async fn receive_traces(
 ) -> Result<(), DatadogError> {
     let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
-    let body = intake::read_body(headers, body, limit).await?;
+    let (body, _charge) =
+        intake::read_body(headers, body, limit, state.ingest.body_budget()).await?;
     let format = BodyFormat::from_content_type(&header_text(headers, "content-type"));
     let tracer = TracerInfo {
         language: header_text(headers, "datadog-meta-lang"),
@@ -242,6 +254,12 @@ async fn receive_traces(
         Ok::<_, DatadogError>((batch, BodyDigest::of(BodyKind::Spans, plain)))
     })
     .await?;
+    if batch.spans.is_empty() && batch.rejected > 0 {
+        return Err(DatadogError::NoUsableSpan {
+            rejected: batch.rejected,
+            reason: batch.first_rejection.unwrap_or("unusable span"),
+        });
+    }
     if batch.rejected > 0 {
         tracing::warn!(
             rejected = batch.rejected,
@@ -298,7 +316,8 @@ async fn receive_logs(
 ) -> Result<(), DatadogError> {
     let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
-    let body = intake::read_body(headers, body, limit).await?;
+    let (body, _charge) =
+        intake::read_body(headers, body, limit, state.ingest.body_budget()).await?;
     let format = LogsFormat::from_content_type(&header_text(headers, "content-type"));
     let defaults = LogDefaults {
         service: params.remove("service"),

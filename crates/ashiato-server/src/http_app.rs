@@ -10,18 +10,29 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::ingest::DiskHealth;
+
 /// Whether the server is ready for traffic: every listener bound and the
-/// store open. Cleared again when shutdown starts, so load balancers drain.
+/// store open. Cleared again when shutdown starts, so load balancers drain,
+/// and not ready while writes fail for a full disk (`DiskHealth`).
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    disk: DiskHealth,
+}
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.ready.store(ready, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.disk.is_full()
+    }
+
+    /// The disk state ingest reports into.
+    pub(crate) fn disk(&self) -> DiskHealth {
+        self.disk.clone()
     }
 }
 
@@ -50,6 +61,8 @@ async fn readyz(
 ) -> (StatusCode, &'static str) {
     if readiness.is_ready() {
         (StatusCode::OK, "ready")
+    } else if readiness.disk.is_full() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: disk full")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }

@@ -2,12 +2,15 @@
 //! to the store and classifying why that failed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ashiato_model::{LogRecord, Span};
 use ashiato_store::{AppendError, Store, StoreError};
 
 use crate::errors::{ErrorBatch, ErrorSink};
+use crate::future_times;
+use crate::intake::BodyBudget;
 use crate::resend::{BodyDigest, RecentBodies};
 
 /// Why decoded items were not acknowledged.
@@ -23,9 +26,54 @@ pub enum AppendFailure {
     /// will not help.
     #[error("batch is too large to store in one piece")]
     TooLarge,
+    /// The disk is full: retryable (the condition clears once space is
+    /// freed), so clients are told to come back instead of dropping data.
+    #[error("disk full on the server, retry after {}s", DISK_FULL_RETRY.as_secs())]
+    DiskFull,
     /// The store failed; details are logged.
     #[error("storage failure")]
     Storage,
+}
+
+/// The delay asked of clients while the disk is full.
+pub const DISK_FULL_RETRY: Duration = Duration::from_secs(10);
+
+/// How long after the last write that failed for a full disk `/readyz`
+/// keeps saying not ready, unless a write succeeds first. Held for a while
+/// rather than cleared at once because a load balancer that follows
+/// `/readyz` stops sending the writes that would show the disk is fine.
+const DISK_FULL_HOLD: Duration = Duration::from_secs(10);
+
+/// Whether writes are failing for a full disk, shared by ingest (which
+/// records it) and the readiness probe (which reports it).
+#[derive(Clone, Default, Debug)]
+pub struct DiskHealth(Arc<AtomicU64>);
+
+impl DiskHealth {
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |elapsed| elapsed.as_millis() as u64)
+            .max(1)
+    }
+
+    fn record_full(&self) {
+        self.0.store(Self::now_ms(), Ordering::Release);
+    }
+
+    fn record_ok(&self) {
+        if self.0.load(Ordering::Relaxed) != 0 {
+            self.0.store(0, Ordering::Release);
+        }
+    }
+
+    /// True while the last write failed for a full disk less than
+    /// `DISK_FULL_HOLD` ago and none succeeded since.
+    pub fn is_full(&self) -> bool {
+        let failed_at = self.0.load(Ordering::Acquire);
+        failed_at != 0
+            && Self::now_ms().saturating_sub(failed_at) < DISK_FULL_HOLD.as_millis() as u64
+    }
 }
 
 /// Whole seconds to put in `Retry-After`: rounded up, at least one.
@@ -46,6 +94,10 @@ impl From<AppendError> for AppendFailure {
             }
             AppendError::Closed => AppendFailure::ShuttingDown,
             AppendError::Store(StoreError::BatchTooLarge) => AppendFailure::TooLarge,
+            AppendError::Store(error) if error.is_disk_full() => {
+                tracing::error!(%error, "append refused: disk full, clients asked to retry");
+                AppendFailure::DiskFull
+            }
             other => {
                 tracing::error!(error = %other, "append to store failed");
                 AppendFailure::Storage
@@ -61,6 +113,9 @@ pub struct Ingest {
     store: Store,
     errors: Option<ErrorSink>,
     recent: Arc<RecentBodies>,
+    disk: DiskHealth,
+    /// Shared by every listener's clone: bodies in flight across all of them.
+    budget: BodyBudget,
 }
 
 impl Ingest {
@@ -70,7 +125,26 @@ impl Ingest {
             store,
             errors: None,
             recent: Arc::default(),
+            disk: DiskHealth::default(),
+            budget: BodyBudget::new(crate::config::DEFAULT_MAX_INFLIGHT_BYTES),
         }
+    }
+
+    /// Holds request bodies across all listeners to `bytes` (`--max-inflight-size`).
+    pub(crate) fn with_body_budget(mut self, bytes: usize) -> Ingest {
+        self.budget = BodyBudget::new(bytes);
+        self
+    }
+
+    /// The budget request bodies are charged to.
+    pub(crate) fn body_budget(&self) -> &BodyBudget {
+        &self.budget
+    }
+
+    /// Reports full-disk failures to `disk` (the readiness probe's).
+    pub(crate) fn reporting_disk(mut self, disk: DiskHealth) -> Ingest {
+        self.disk = disk;
+        self
     }
 
     /// Ingest into `store`, handing every acknowledged error candidate to
@@ -80,13 +154,19 @@ impl Ingest {
             store,
             errors: Some(errors),
             recent: Arc::default(),
+            disk: DiskHealth::default(),
+            budget: BodyBudget::new(crate::config::DEFAULT_MAX_INFLIGHT_BYTES),
         }
     }
 
     /// Appends spans; an empty batch is acknowledged without touching the store.
-    pub async fn append_spans(&self, spans: Vec<Span>) -> Result<(), AppendFailure> {
+    pub async fn append_spans(&self, mut spans: Vec<Span>) -> Result<(), AppendFailure> {
         if spans.is_empty() {
             return Ok(());
+        }
+        let moved = future_times::clamp_spans(&mut spans, future_times::now_unix_nano());
+        if moved > 0 {
+            tracing::warn!(moved, "spans dated in the future moved back to now");
         }
         // error tracking sees every acknowledged span: candidates are taken
         // before the batch moves into the store, handed over once it is durable
@@ -94,27 +174,27 @@ impl Ingest {
             .errors
             .as_ref()
             .map(|_| crate::errors::spans_candidates(&spans));
-        self.store
-            .append_spans(spans)
-            .await
-            .map_err(AppendFailure::from)?;
+        let result = self.store.append_spans(spans).await;
+        self.settle(result)?;
         self.hand_over(candidates).await;
         Ok(())
     }
 
     /// Appends log records; an empty batch is acknowledged without touching the store.
-    pub async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), AppendFailure> {
+    pub async fn append_logs(&self, mut logs: Vec<LogRecord>) -> Result<(), AppendFailure> {
         if logs.is_empty() {
             return Ok(());
+        }
+        let moved = future_times::clamp_logs(&mut logs, future_times::now_unix_nano());
+        if moved > 0 {
+            tracing::warn!(moved, "log records dated in the future moved back to now");
         }
         let candidates = self
             .errors
             .as_ref()
             .map(|_| crate::errors::logs_candidates(&logs));
-        self.store
-            .append_logs(logs)
-            .await
-            .map_err(AppendFailure::from)?;
+        let result = self.store.append_logs(logs).await;
+        self.settle(result)?;
         self.hand_over(candidates).await;
         Ok(())
     }
@@ -161,6 +241,21 @@ impl Ingest {
         self.append_logs(logs).await?;
         self.recent.remember(digest);
         Ok(())
+    }
+
+    /// Classifies an append's outcome and keeps the disk state current.
+    fn settle(&self, result: Result<(), AppendError>) -> Result<(), AppendFailure> {
+        match result.map_err(AppendFailure::from) {
+            Ok(()) => {
+                self.disk.record_ok();
+                Ok(())
+            }
+            Err(AppendFailure::DiskFull) => {
+                self.disk.record_full();
+                Err(AppendFailure::DiskFull)
+            }
+            Err(failure) => Err(failure),
+        }
     }
 
     async fn hand_over(&self, candidates: Option<ErrorBatch>) {

@@ -18,14 +18,71 @@
 //! OTLP/gRPC enters at step 4: tonic reads, bounds and decompresses the
 //! message itself (the same `max_message_bytes`), and its message bytes go
 //! through [`offload`] like an HTTP body.
+//!
+//! Memory across requests: every body held is charged to one
+//! [`BodyBudget`] shared by all listeners (`--max-inflight-size`), as it
+//! arrives (its whole `Content-Length` up front when declared), and the
+//! charge is kept until the request is answered. A request that does not
+//! fit is refused at once with [`IntakeError::Busy`] (503 + `Retry-After`,
+//! gRPC RESOURCE_EXHAUSTED with retry info) rather than queued. The budget
+//! counts bytes as received (compressed, for compressed HTTP bodies; the
+//! message tonic already read, for gRPC, which it charges before decoding):
+//! what one request grows to beyond that is bounded per request by
+//! `max_message_bytes`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ashiato_otlp::{Compression, DecompressError, decompress};
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The delay asked of a client refused for the in-flight budget: bodies
+/// in flight are answered within a second or two.
+pub const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// The bytes of request bodies all listeners may hold at once.
+#[derive(Clone, Debug)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+}
+
+/// Bytes charged to a [`BodyBudget`], given back when dropped.
+#[derive(Debug, Default)]
+pub struct Charge(Vec<OwnedSemaphorePermit>);
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> BodyBudget {
+        BodyBudget {
+            permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Charges `bytes` more to `charge`, or refuses when they do not fit.
+    pub fn charge(&self, charge: &mut Charge, bytes: usize) -> Result<(), IntakeError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let permits = u32::try_from(bytes).map_err(|_| IntakeError::Busy)?;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                tracing::warn!(
+                    bytes,
+                    "request refused: request bodies in flight are at the limit"
+                );
+                IntakeError::Busy
+            })?;
+        charge.0.push(permit);
+        Ok(())
+    }
+}
 
 /// Request bytes above this are decompressed and decoded on the blocking
 /// pool, so one big batch cannot stall the async workers: at a few hundred
@@ -49,6 +106,9 @@ pub enum IntakeError {
     CorruptCompression(String),
     #[error("decoding task failed")]
     TaskFailed,
+    /// The bodies in flight across all listeners are at `--max-inflight-size`.
+    #[error("server is busy with other requests, retry after {}s", BUSY_RETRY.as_secs())]
+    Busy,
 }
 
 /// The body's compression from `Content-Encoding`; identity when absent.
@@ -61,13 +121,16 @@ pub fn request_compression(headers: &HeaderMap) -> Result<Compression, IntakeErr
         .ok_or_else(|| IntakeError::UnsupportedEncoding(text.into_owned()))
 }
 
-/// Reads at most `limit` bytes of body; a declared or actual larger body is
-/// refused without buffering it.
+/// Reads at most `limit` bytes of body, charging them to `budget` (the
+/// declared length up front, the rest as it arrives); a declared or actual
+/// larger body is refused without buffering it. Keep the [`Charge`] until
+/// the request is answered.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<Bytes, IntakeError> {
+    budget: &BodyBudget,
+) -> Result<(Bytes, Charge), IntakeError> {
     let declared_length = headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -75,13 +138,36 @@ pub async fn read_body(
     if declared_length.is_some_and(|length| length > limit as u64) {
         return Err(IntakeError::TooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(IntakeError::TooLarge { limit })
+    let mut charge = Charge::default();
+    let mut charged = declared_length.map_or(0, |length| length as usize);
+    budget.charge(&mut charge, charged)?;
+    let mut body = Limited::new(body, limit);
+    // chunks are kept as they came, so a body in one chunk is not copied
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut received = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(IntakeError::TooLarge { limit });
+            }
+            Err(error) => return Err(IntakeError::BodyRead(error.to_string())),
+        };
+        if let Ok(data) = frame.into_data() {
+            received += data.len();
+            if received > charged {
+                budget.charge(&mut charge, received - charged)?;
+                charged = received;
+            }
+            chunks.push(data);
         }
-        Err(error) => Err(IntakeError::BodyRead(error.to_string())),
     }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    };
+    Ok((body, charge))
 }
 
 /// The body decompressed with a cap of `limit` bytes that holds while it

@@ -12,9 +12,12 @@
 //! optional address in [`ServerConfig`], a bound listener in
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
+mod browser;
 mod config;
+mod conn_limits;
 pub mod datadog;
 mod errors;
+mod future_times;
 mod http_app;
 mod ingest;
 mod intake;
@@ -80,6 +83,8 @@ pub struct Server {
     errors: errors::ErrorTracking,
     readiness: Readiness,
     stop: watch::Sender<bool>,
+    /// Shortens the connections' inactivity timeout once shutdown begins.
+    draining: conn_limits::Draining,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     failures: mpsc::UnboundedReceiver<anyhow::Error>,
 }
@@ -107,21 +112,29 @@ impl Server {
             store.clone(),
             addrs.http,
         )?;
+        let readiness = Readiness::default();
         let ingest = match error_tracking.sink() {
             Some(sink) => Ingest::with_error_tracking(store.clone(), sink),
             None => Ingest::new(store.clone()),
-        };
-        let readiness = Readiness::default();
+        }
+        .reporting_disk(readiness.disk())
+        .with_body_budget(config.max_inflight_bytes.max(config.max_message_bytes));
         let (stop, stopped) = watch::channel(false);
+        let draining = conn_limits::Draining::default();
         let (failure_sender, failures) = mpsc::unbounded_channel();
         let mut tasks = Vec::new();
         let spawner = Spawner {
             stopped,
             failure_sender,
+            max_connections: config.max_connections,
+            inactivity: config.inactivity_timeout,
+            draining: draining.clone(),
         };
         if let Some(listener) = grpc_listener {
             let routes = otlp_grpc::routes(ingest.clone(), config.max_message_bytes);
             let stop_signal = spawner.stop_signal();
+            let incoming_stop = spawner.stop_signal();
+            let listener = spawner.limited("otlp-grpc", listener);
             tasks.push(spawner.spawn("otlp-grpc", async move {
                 tonic::transport::Server::builder()
                     .layer(tower::util::MapResponseLayer::new(
@@ -129,7 +142,7 @@ impl Server {
                     ))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener),
+                        conn_limits::incoming(listener, incoming_stop),
                         stop_signal,
                     )
                     .await
@@ -145,8 +158,10 @@ impl Server {
             datadog::routers(ingest.clone(), config.max_message_bytes);
         let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
+        let app = browser::guard_http(app, browser::AllowedHosts::new(&config.allowed_hosts));
         tasks.push(spawner.spawn_axum("http", http_listener, app));
         if let Some(listener) = datadog_listener {
+            let datadog_app = browser::guard_ingest(datadog_app);
             tasks.push(spawner.spawn_axum("datadog", listener, datadog_app));
         }
 
@@ -165,6 +180,7 @@ impl Server {
             errors: error_tracking,
             readiness,
             stop,
+            draining,
             tasks,
             failures,
         })
@@ -186,6 +202,7 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         self.readiness.set(false);
+        self.draining.start();
         // receivers live in the tasks; a send error only means they all ended
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
@@ -292,10 +309,24 @@ fn local_addr(listener: Option<&TcpListener>) -> anyhow::Result<Option<SocketAdd
 struct Spawner {
     stopped: watch::Receiver<bool>,
     failure_sender: mpsc::UnboundedSender<anyhow::Error>,
+    max_connections: usize,
+    inactivity: std::time::Duration,
+    draining: conn_limits::Draining,
 }
 
 impl Spawner {
     /// Resolves once shutdown is requested (or the server handle is gone).
+    /// `listener` with the connection cap and inactivity timeout.
+    fn limited(&self, name: &'static str, listener: TcpListener) -> conn_limits::LimitedListener {
+        conn_limits::LimitedListener::with_inactivity(
+            name,
+            listener,
+            self.max_connections,
+            self.inactivity,
+            self.draining.clone(),
+        )
+    }
+
     fn stop_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut stopped = self.stopped.clone();
         async move {
@@ -326,6 +357,7 @@ impl Spawner {
         app: axum::Router,
     ) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
         let stop_signal = self.stop_signal();
+        let listener = self.limited(name, listener);
         self.spawn(name, async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop_signal)

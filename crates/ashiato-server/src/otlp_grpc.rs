@@ -6,8 +6,10 @@
 //! ([`RawRequestCodec`]) and are decoded by `ashiato-otlp`'s one-pass
 //! decoder straight into model values, as on OTLP/HTTP; metrics still go
 //! through the generated prost service. Invalid items are counted in
-//! `partial_success`; an undecodable message is INTERNAL with prost's error
-//! text (what tonic's prost codec answered); an overloaded store answers
+//! `partial_success`; an undecodable message is INVALID_ARGUMENT with
+//! prost's error text (the client's fault, not retryable; tonic's prost
+//! codec answered INTERNAL, which clients read as a server fault); an
+//! overloaded store answers
 //! UNAVAILABLE with a `RetryInfo` both in the standard status details and in
 //! the `google.rpc.retryinfo-bin` trailer the Python exporter reads.
 
@@ -34,7 +36,7 @@ use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED};
+use crate::ingest::{AppendFailure, DISK_FULL_RETRY, Ingest, METRICS_NOT_STORED};
 use crate::intake;
 use crate::resend::{BodyDigest, BodyKind};
 
@@ -86,6 +88,7 @@ impl ExportRpc for TracesRpc {
 
     fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
         Box::pin(async move {
+            let _charge = charge(&ingest, message.len())?;
             let (decoded, digest): (Decoded<Span>, _) = decode(message, BodyKind::Spans, |body| {
                 decode_traces(body, Format::Protobuf)
             })
@@ -114,6 +117,7 @@ impl ExportRpc for LogsRpc {
 
     fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
         Box::pin(async move {
+            let _charge = charge(&ingest, message.len())?;
             let (decoded, digest): (Decoded<LogRecord>, _) =
                 decode(message, BodyKind::Logs, |body| {
                     decode_logs(body, Format::Protobuf)
@@ -131,6 +135,22 @@ impl ExportRpc for LogsRpc {
             );
             Ok(ExportLogsServiceResponse { partial_success })
         })
+    }
+}
+
+/// Charges the message to the in-flight budget shared with the HTTP
+/// listeners (tonic has read it already; the charge bounds what decoding
+/// and storing it add). Beyond the budget: RESOURCE_EXHAUSTED with retry
+/// info, which OTLP exporters retry after the delay.
+fn charge(ingest: &Ingest, bytes: usize) -> Result<intake::Charge, Status> {
+    let mut charge = intake::Charge::default();
+    match ingest.body_budget().charge(&mut charge, bytes) {
+        Ok(()) => Ok(charge),
+        Err(error) => Err(with_retry_info(
+            Code::ResourceExhausted,
+            error.to_string(),
+            intake::BUSY_RETRY,
+        )),
     }
 }
 
@@ -152,12 +172,12 @@ where
     .map_err(decode_status)
 }
 
-/// tonic's prost codec answered an undecodable message with INTERNAL and
-/// prost's error text; clients see the same.
+/// An undecodable message is the client's fault: INVALID_ARGUMENT (which
+/// OTLP exporters do not retry) with prost's error text.
 fn decode_status(error: DecodeError) -> Status {
     match error {
-        DecodeError::Protobuf { source, .. } => Status::internal(source.to_string()),
-        other => Status::internal(other.to_string()),
+        DecodeError::Protobuf { source, .. } => Status::invalid_argument(source.to_string()),
+        other => Status::invalid_argument(other.to_string()),
     }
 }
 
@@ -328,6 +348,7 @@ fn append_status(failure: AppendFailure) -> Status {
     match failure {
         AppendFailure::Overloaded { retry_after } => retry_later(failure.to_string(), retry_after),
         AppendFailure::ShuttingDown => retry_later(failure.to_string(), Duration::from_secs(1)),
+        AppendFailure::DiskFull => retry_later(failure.to_string(), DISK_FULL_RETRY),
         AppendFailure::TooLarge => Status::resource_exhausted(failure.to_string()),
         AppendFailure::Storage => Status::internal(failure.to_string()),
     }
@@ -337,6 +358,11 @@ fn append_status(failure: AppendFailure) -> Status {
 /// status details (Go, Java, .NET) and as the `google.rpc.retryinfo-bin`
 /// trailer (Python).
 fn retry_later(message: String, delay: Duration) -> Status {
+    with_retry_info(Code::Unavailable, message, delay)
+}
+
+/// `code` with the retry delay in both places `retry_later` puts it.
+fn with_retry_info(code: Code, message: String, delay: Duration) -> Status {
     let retry_info = tonic_types::pb::RetryInfo {
         retry_delay: Some(prost_types::Duration {
             seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
@@ -349,7 +375,7 @@ fn retry_later(message: String, delay: Duration) -> Status {
         MetadataValue::from_bytes(&retry_info.encode_to_vec()),
     );
     Status::with_error_details_and_metadata(
-        Code::Unavailable,
+        code,
         message,
         ErrorDetails::with_retry_info(Some(delay)),
         metadata,

@@ -26,7 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED, retry_after_seconds};
+use crate::ingest::{
+    AppendFailure, DISK_FULL_RETRY, Ingest, METRICS_NOT_STORED, retry_after_seconds,
+};
 use crate::intake::{self, IntakeError};
 use crate::resend::{BodyDigest, BodyKind};
 
@@ -82,9 +84,9 @@ impl HttpIngestError {
             | HttpIngestError::Intake(IntakeError::CorruptCompression(_))
             | HttpIngestError::Decode(_) => StatusCode::BAD_REQUEST,
             HttpIngestError::Append(AppendFailure::Overloaded { .. })
-            | HttpIngestError::Append(AppendFailure::ShuttingDown) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | HttpIngestError::Append(AppendFailure::ShuttingDown)
+            | HttpIngestError::Append(AppendFailure::DiskFull)
+            | HttpIngestError::Intake(IntakeError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             HttpIngestError::Append(AppendFailure::Storage)
             | HttpIngestError::Intake(IntakeError::TaskFailed) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +118,8 @@ impl HttpIngestError {
                 Some(retry_after_seconds(retry_after))
             }
             HttpIngestError::Append(AppendFailure::ShuttingDown) => Some(1),
+            HttpIngestError::Append(AppendFailure::DiskFull) => Some(DISK_FULL_RETRY.as_secs()),
+            HttpIngestError::Intake(IntakeError::Busy) => Some(intake::BUSY_RETRY.as_secs()),
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -185,7 +189,8 @@ async fn receive(
 ) -> Result<(u64, Option<String>), HttpIngestError> {
     let compression = intake::request_compression(headers)?;
     let limit = state.max_message_bytes;
-    let body = intake::read_body(headers, body, limit).await?;
+    let (body, _charge) =
+        intake::read_body(headers, body, limit, state.ingest.body_budget()).await?;
     let (batch, digest) = intake::decode_body(body, compression, limit, move |plain| {
         let kind = match signal {
             Signal::Logs => BodyKind::Logs,

@@ -203,6 +203,63 @@ async fn test_agent_endpoints_store_traces_and_refuse_garbage() {
     server.shutdown().await.unwrap();
 }
 
+/// A payload with no usable span is a 400 that says why (200 would tell
+/// the tracer its spans were stored); one with some usable spans keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_payload_without_usable_spans_is_400_and_mixed_keeps_the_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    let addrs = server.addrs();
+    let datadog = addrs.datadog.unwrap();
+    // [[{"span_id": 0}]]: no trace id, no span id
+    let mut only_bad = vec![0x91, 0x91, 0x81, 0xa7];
+    only_bad.extend_from_slice(b"span_id");
+    only_bad.push(0x00);
+    // (path, content type, body, status, text in the answer)
+    let cases: [(&str, &str, Vec<u8>, u16, &str); 3] = [
+        ("/v0.4/traces", "application/msgpack", only_bad, 400, "trace_id 0"),
+        (
+            "/v0.3/traces",
+            "application/json",
+            br#"[[{"service":"s","name":"op","trace_id":7,"span_id":8,"start":-1,"duration":1}]]"#.to_vec(),
+            400,
+            "negative start",
+        ),
+        (
+            "/v0.3/traces",
+            "application/json",
+            br#"[[{"service":"s","name":"op","trace_id":7,"span_id":0,"start":1700000000000000000,"duration":1},{"service":"s","name":"op","trace_id":7,"span_id":9,"start":1700000000000000000,"duration":1}]]"#.to_vec(),
+            200,
+            "OK",
+        ),
+    ];
+    for (path, content_type, body, status, text) in cases {
+        let reply = request(
+            datadog,
+            "POST",
+            path,
+            &[("Content-Type", content_type)],
+            &body,
+        )
+        .await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.text());
+        assert!(reply.text().contains(text), "{path}: {}", reply.text());
+    }
+    let trace = request(
+        addrs.http,
+        "GET",
+        "/api/v1/traces/00000000000000000000000000000007",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(trace.status, 200);
+    assert_eq!(trace.json()["spans"].as_array().unwrap().len(), 1);
+    server.shutdown().await.unwrap();
+}
+
 fn gzip(body: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(body).unwrap();

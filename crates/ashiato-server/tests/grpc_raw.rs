@@ -1,7 +1,6 @@
 //! OTLP/gRPC trace and log requests reach the server as raw bytes and are
-//! decoded by the one-pass decoder: a malformed message must still be
-//! answered as tonic's prost codec answered it (INTERNAL with prost's
-//! error text), and a well-formed one must be stored.
+//! decoded by the one-pass decoder: a malformed message is answered
+//! INVALID_ARGUMENT with prost's error text, and a well-formed one is stored.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -76,7 +75,7 @@ const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Expor
 const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_malformed_messages_are_internal_with_prost_text() {
+async fn test_malformed_messages_are_invalid_argument_with_prost_text() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerConfig::ephemeral(dir.path()))
         .await
@@ -103,7 +102,7 @@ async fn test_malformed_messages_are_internal_with_prost_text() {
     ];
     for (body, path, prost_error) in cases {
         let status = export(&server, path, body).await.unwrap_err();
-        assert_eq!(status.code(), Code::Internal, "{path}");
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}");
         assert_eq!(status.message(), prost_error.to_string(), "{path}");
     }
     server.shutdown().await.unwrap();

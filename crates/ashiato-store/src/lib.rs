@@ -266,8 +266,15 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store under `config.data_dir`, replaying the
-    /// write-ahead log. A torn WAL tail is skipped with a warning.
+    /// write-ahead log. A torn WAL tail is skipped with a warning. On a full
+    /// disk the error is [`StoreError::DiskFull`], whatever SQLite or the
+    /// file system reported.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let data_dir = config.data_dir.clone();
+        Store::open_at(config).map_err(|error| error::explain_no_space(&data_dir, error))
+    }
+
+    fn open_at(config: StoreConfig) -> Result<Store, StoreError> {
         let paths = Paths {
             wal_dir: config.data_dir.join("wal"),
             segments_dir: config.data_dir.join("segments"),

@@ -38,6 +38,12 @@ impl RecordKind {
 }
 
 pub fn io_error(path: &Path, source: io::Error) -> StoreError {
+    if crate::error::is_no_space(&source) {
+        return StoreError::DiskFull {
+            path: path.to_path_buf(),
+            detail: source.to_string(),
+        };
+    }
     StoreError::Io {
         path: path.to_path_buf(),
         source,

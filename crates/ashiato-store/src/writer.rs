@@ -143,9 +143,16 @@ impl Writer {
             error!(error = %failure, "wal write failed, rejecting batches");
             let message = failure.to_string();
             for commit in commits {
-                let _ = commit.done.send(Err(StoreError::WalWrite {
-                    reason: message.clone(),
-                }));
+                let error = match &failure {
+                    StoreError::DiskFull { path, detail } => StoreError::DiskFull {
+                        path: path.clone(),
+                        detail: detail.clone(),
+                    },
+                    _ => StoreError::WalWrite {
+                        reason: message.clone(),
+                    },
+                };
+                let _ = commit.done.send(Err(error));
             }
             return;
         }

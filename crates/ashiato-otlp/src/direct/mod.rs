@@ -22,6 +22,15 @@
 //!
 //! The differential tests (`tests/direct.rs`) and the `otlp_direct` fuzz
 //! target hold it to that.
+//!
+//! One exception is opt-in: prost refuses a whole request for one string
+//! that is not UTF-8, so one bad attribute would lose a batch. When both
+//! paths refused a body, the server's decoders run this one again with
+//! `lenient`: an item (span, log record) holding a non-UTF-8 string is then
+//! rejected like an item with a bad id, and the rest kept. Non-UTF-8 text
+//! outside items (resource, scope, schema URLs) still refuses the body.
+//! On bodies prost accepts, the lenient pass gives exactly what the strict
+//! one gives (the differential tests check that too).
 
 mod logs;
 mod reader;
@@ -34,7 +43,7 @@ use ashiato_model::{Resource, Scope};
 
 use crate::convert::Report;
 pub(crate) use logs::Logs;
-use reader::{Depth, Reader, Wire};
+use reader::{Depth, Malformed, Reader, Wire};
 pub(crate) use traces::Traces;
 use values::{ScopeParts, merge_resource, merge_scope};
 
@@ -59,14 +68,20 @@ pub(crate) trait Signal {
 /// holds resource groups; a resource group has the resource in 1, scope
 /// groups in 2 and a schema URL in 3; a scope group has the scope in 1,
 /// items in 2 and a schema URL in 3.
-pub(crate) fn request<S: Signal>(body: &[u8], report: &mut Report) -> Wire<Vec<S::Item>> {
+/// `lenient` rejects items holding non-UTF-8 strings instead of failing
+/// (see the module doc).
+pub(crate) fn request<S: Signal>(
+    body: &[u8],
+    report: &mut Report,
+    lenient: bool,
+) -> Wire<Vec<S::Item>> {
     let mut reader = Reader::new(body);
     let mut items = Vec::with_capacity(count_items(body));
     while let Some((tag, wire_type)) = reader.next_key()? {
         match tag {
             1 => {
                 let (inner, depth) = reader.message(wire_type, Depth::TOP)?;
-                resource_group::<S>(inner, depth, report, &mut items)?;
+                resource_group::<S>(inner, depth, report, &mut items, lenient)?;
             }
             _ => reader.skip(wire_type, tag, Depth::TOP)?,
         }
@@ -113,6 +128,7 @@ fn resource_group<S: Signal>(
     depth: Depth,
     report: &mut Report,
     items: &mut Vec<S::Item>,
+    lenient: bool,
 ) -> Wire<()> {
     let mut attributes = Vec::new();
     let mut truncated = 0;
@@ -136,7 +152,7 @@ fn resource_group<S: Signal>(
     let resource = Arc::new(Resource::new(attributes));
     let mut groups = reader;
     while let Some((inner, depth)) = next_of(&mut groups, depth)? {
-        scope_group::<S>(inner, depth, &resource, report, items)?;
+        scope_group::<S>(inner, depth, &resource, report, items, lenient)?;
     }
     Ok(())
 }
@@ -147,6 +163,7 @@ fn scope_group<S: Signal>(
     resource: &Arc<Resource>,
     report: &mut Report,
     items: &mut Vec<S::Item>,
+    lenient: bool,
 ) -> Wire<()> {
     let mut parts = ScopeParts::default();
     let mut scan = reader;
@@ -173,7 +190,10 @@ fn scope_group<S: Signal>(
     });
     let mut members = reader;
     while let Some((inner, depth)) = next_of(&mut members, depth)? {
-        S::item(inner, depth, resource, &scope, report, items)?;
+        match S::item(inner, depth, resource, &scope, report, items) {
+            Err(Malformed::Utf8) if lenient => report.reject_invalid_text(),
+            result => result?,
+        }
     }
     Ok(())
 }

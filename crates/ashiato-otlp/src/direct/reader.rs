@@ -11,7 +11,13 @@ use prost::encoding::{WireType, decode_key, decode_varint};
 
 /// The input is not a message prost would accept; prost says why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Malformed;
+pub(crate) enum Malformed {
+    /// Wire-level: keys, lengths, varints, wire types, recursion.
+    Wire,
+    /// A `string` field that is not UTF-8. The lenient pass rejects the
+    /// item holding it instead of the whole body (see `direct::request`).
+    Utf8,
+}
 
 pub(crate) type Wire<T> = Result<T, Malformed>;
 
@@ -28,7 +34,7 @@ impl Depth {
     /// one when the budget is spent.
     fn enter(self) -> Wire<Depth> {
         match self.0 {
-            0 => Err(Malformed),
+            0 => Err(Malformed::Wire),
             budget => Ok(Depth(budget - 1)),
         }
     }
@@ -51,18 +57,20 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        decode_key(&mut self.buf).map(Some).map_err(|_| Malformed)
+        decode_key(&mut self.buf)
+            .map(Some)
+            .map_err(|_| Malformed::Wire)
     }
 
     #[inline]
     fn varint(&mut self) -> Wire<u64> {
-        decode_varint(&mut self.buf).map_err(|_| Malformed)
+        decode_varint(&mut self.buf).map_err(|_| Malformed::Wire)
     }
 
     #[inline]
     fn take(&mut self, len: usize) -> Wire<&'a [u8]> {
         if len > self.buf.len() {
-            return Err(Malformed);
+            return Err(Malformed::Wire);
         }
         let (head, tail) = self.buf.split_at(len);
         self.buf = tail;
@@ -99,7 +107,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn bytes(&mut self, wire_type: WireType) -> Wire<&'a [u8]> {
         expect(WireType::LengthDelimited, wire_type)?;
         let len = self.varint()?;
-        let len = usize::try_from(len).map_err(|_| Malformed)?;
+        let len = usize::try_from(len).map_err(|_| Malformed::Wire)?;
         self.take(len)
     }
 
@@ -107,7 +115,7 @@ impl<'a> Reader<'a> {
     #[inline]
     pub(crate) fn str(&mut self, wire_type: WireType) -> Wire<&'a str> {
         let bytes = self.bytes(wire_type)?;
-        std::str::from_utf8(bytes).map_err(|_| Malformed)
+        std::str::from_utf8(bytes).map_err(|_| Malformed::Utf8)
     }
 
     /// A nested message field: its body and the budget inside it.
@@ -133,20 +141,20 @@ impl<'a> Reader<'a> {
             WireType::SixtyFourBit => self.take(8).map(|_| ()),
             WireType::LengthDelimited => self.bytes(wire_type).map(|_| ()),
             WireType::StartGroup => self.skip_group(tag, inner),
-            WireType::EndGroup => Err(Malformed),
+            WireType::EndGroup => Err(Malformed::Wire),
         }
     }
 
     fn skip_group(&mut self, tag: u32, inner: Depth) -> Wire<()> {
         loop {
             let Some((inner_tag, inner_wire_type)) = self.next_key()? else {
-                return Err(Malformed);
+                return Err(Malformed::Wire);
             };
             if inner_wire_type == WireType::EndGroup {
                 return if inner_tag == tag {
                     Ok(())
                 } else {
-                    Err(Malformed)
+                    Err(Malformed::Wire)
                 };
             }
             self.skip(inner_wire_type, inner_tag, inner)?;
@@ -159,7 +167,7 @@ fn expect(expected: WireType, actual: WireType) -> Wire<()> {
     if expected == actual {
         Ok(())
     } else {
-        Err(Malformed)
+        Err(Malformed::Wire)
     }
 }
 

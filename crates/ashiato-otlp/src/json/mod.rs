@@ -8,8 +8,9 @@
 //!
 //! The result is translated into the opentelemetry-proto messages so that
 //! validation and mapping to the model live in one place (`convert`). Ids
-//! that are not hex cannot be represented there, so items carrying them are
-//! rejected during translation, with the same report.
+//! that are not hex and text that is not Unicode (lone surrogates, raw
+//! non-UTF-8 bytes: [`scalars::Text`]) cannot be represented there, so
+//! items carrying them are rejected during translation, with the same report.
 
 mod scalars;
 
@@ -28,7 +29,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use crate::convert::{Report, log_problem, span_problem};
 use scalars::{
     Base64Bytes, Bool, EnumNumber, F64, HexId, I64, SeverityNames, SpanKindNames, StatusCodeNames,
-    U32, U64, nullable,
+    Text, U32, U64, nullable,
 };
 
 /// Which top-level key holds a request's payload.
@@ -147,7 +148,7 @@ pub(crate) struct ResourceSpans {
     #[serde(alias = "scope_spans", deserialize_with = "nullable")]
     scope_spans: Vec<ScopeSpans>,
     #[serde(alias = "schema_url", deserialize_with = "nullable")]
-    schema_url: String,
+    schema_url: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,7 +159,7 @@ struct ScopeSpans {
     #[serde(deserialize_with = "nullable")]
     spans: Vec<Span>,
     #[serde(alias = "schema_url", deserialize_with = "nullable")]
-    schema_url: String,
+    schema_url: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,9 +175,9 @@ struct Resource {
 #[serde(default, rename_all = "camelCase")]
 struct Scope {
     #[serde(deserialize_with = "nullable")]
-    name: String,
+    name: Text,
     #[serde(deserialize_with = "nullable")]
-    version: String,
+    version: Text,
     #[serde(deserialize_with = "nullable")]
     attributes: Vec<KeyValue>,
     #[serde(alias = "dropped_attributes_count", deserialize_with = "nullable")]
@@ -191,13 +192,13 @@ struct Span {
     #[serde(alias = "span_id", deserialize_with = "nullable")]
     span_id: HexId,
     #[serde(alias = "trace_state", deserialize_with = "nullable")]
-    trace_state: String,
+    trace_state: Text,
     #[serde(alias = "parent_span_id", deserialize_with = "nullable")]
     parent_span_id: HexId,
     #[serde(deserialize_with = "nullable")]
     flags: U32,
     #[serde(deserialize_with = "nullable")]
-    name: String,
+    name: Text,
     #[serde(deserialize_with = "nullable")]
     kind: EnumNumber<SpanKindNames>,
     #[serde(alias = "start_time_unix_nano", deserialize_with = "nullable")]
@@ -226,7 +227,7 @@ struct Event {
     #[serde(alias = "time_unix_nano", deserialize_with = "nullable")]
     time_unix_nano: U64,
     #[serde(deserialize_with = "nullable")]
-    name: String,
+    name: Text,
     #[serde(deserialize_with = "nullable")]
     attributes: Vec<KeyValue>,
     #[serde(alias = "dropped_attributes_count", deserialize_with = "nullable")]
@@ -241,7 +242,7 @@ struct Link {
     #[serde(alias = "span_id", deserialize_with = "nullable")]
     span_id: HexId,
     #[serde(alias = "trace_state", deserialize_with = "nullable")]
-    trace_state: String,
+    trace_state: Text,
     #[serde(deserialize_with = "nullable")]
     attributes: Vec<KeyValue>,
     #[serde(alias = "dropped_attributes_count", deserialize_with = "nullable")]
@@ -254,7 +255,7 @@ struct Link {
 #[serde(default, rename_all = "camelCase")]
 struct Status {
     #[serde(deserialize_with = "nullable")]
-    message: String,
+    message: Text,
     #[serde(deserialize_with = "nullable")]
     code: EnumNumber<StatusCodeNames>,
 }
@@ -267,7 +268,7 @@ pub(crate) struct ResourceLogs {
     #[serde(alias = "scope_logs", deserialize_with = "nullable")]
     scope_logs: Vec<ScopeLogs>,
     #[serde(alias = "schema_url", deserialize_with = "nullable")]
-    schema_url: String,
+    schema_url: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,7 +279,7 @@ struct ScopeLogs {
     #[serde(alias = "log_records", deserialize_with = "nullable")]
     log_records: Vec<LogRecord>,
     #[serde(alias = "schema_url", deserialize_with = "nullable")]
-    schema_url: String,
+    schema_url: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,7 +292,7 @@ struct LogRecord {
     #[serde(alias = "severity_number", deserialize_with = "nullable")]
     severity_number: EnumNumber<SeverityNames>,
     #[serde(alias = "severity_text", deserialize_with = "nullable")]
-    severity_text: String,
+    severity_text: Text,
     #[serde(deserialize_with = "nullable")]
     body: AnyValue,
     #[serde(deserialize_with = "nullable")]
@@ -305,14 +306,14 @@ struct LogRecord {
     #[serde(alias = "span_id", deserialize_with = "nullable")]
     span_id: HexId,
     #[serde(alias = "event_name", deserialize_with = "nullable")]
-    event_name: String,
+    event_name: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct KeyValue {
     #[serde(deserialize_with = "nullable")]
-    key: String,
+    key: Text,
     #[serde(deserialize_with = "nullable")]
     value: AnyValue,
 }
@@ -323,7 +324,7 @@ struct KeyValue {
 #[serde(default, rename_all = "camelCase")]
 struct AnyValue {
     #[serde(alias = "string_value")]
-    string_value: Option<String>,
+    string_value: Option<Text>,
     #[serde(alias = "bool_value")]
     bool_value: Option<Bool>,
     #[serde(alias = "int_value")]
@@ -412,7 +413,8 @@ impl MetricsRequest {
 }
 
 /// Translates the JSON traces request into protobuf messages, rejecting
-/// spans whose ids are not hex.
+/// spans whose ids are not hex or whose text is not Unicode (text outside
+/// spans, in the resource or scope, rejects every span of the group).
 pub(crate) fn traces_to_proto(
     request: TracesRequest,
     report: &mut Report,
@@ -423,29 +425,39 @@ pub(crate) fn traces_to_proto(
     let resource_spans = request
         .items
         .into_iter()
-        .map(|resource_spans| trace::ResourceSpans {
-            resource: Some(resource_spans.resource.into_proto()),
-            scope_spans: resource_spans
-                .scope_spans
-                .into_iter()
-                .map(|scope_spans| trace::ScopeSpans {
-                    scope: Some(scope_spans.scope.into_proto()),
-                    spans: scope_spans
-                        .spans
-                        .into_iter()
-                        .filter_map(|span| span.into_proto(report))
-                        .collect(),
-                    schema_url: scope_spans.schema_url,
-                })
-                .collect(),
-            schema_url: resource_spans.schema_url,
+        .map(|resource_spans| {
+            let mut resource_valid = true;
+            let resource = resource_spans.resource.into_proto(&mut resource_valid);
+            let schema_url = resource_spans.schema_url.take(&mut resource_valid);
+            trace::ResourceSpans {
+                resource: Some(resource),
+                scope_spans: resource_spans
+                    .scope_spans
+                    .into_iter()
+                    .map(|scope_spans| {
+                        let mut group_valid = resource_valid;
+                        let scope = scope_spans.scope.into_proto(&mut group_valid);
+                        let schema_url = scope_spans.schema_url.take(&mut group_valid);
+                        trace::ScopeSpans {
+                            scope: Some(scope),
+                            spans: scope_spans
+                                .spans
+                                .into_iter()
+                                .filter_map(|span| span.into_proto(report, group_valid))
+                                .collect(),
+                            schema_url,
+                        }
+                    })
+                    .collect(),
+                schema_url,
+            }
         })
         .collect();
     ExportTraceServiceRequest { resource_spans }
 }
 
 /// Translates the JSON logs request into protobuf messages, rejecting
-/// records whose ids are not hex.
+/// records whose ids are not hex or whose text is not Unicode (as for spans).
 pub(crate) fn logs_to_proto(request: LogsRequest, report: &mut Report) -> ExportLogsServiceRequest {
     if let Some(warning) = request.unknown_keys_warning() {
         report.warn(warning);
@@ -453,31 +465,41 @@ pub(crate) fn logs_to_proto(request: LogsRequest, report: &mut Report) -> Export
     let resource_logs = request
         .items
         .into_iter()
-        .map(|resource_logs| logs::ResourceLogs {
-            resource: Some(resource_logs.resource.into_proto()),
-            scope_logs: resource_logs
-                .scope_logs
-                .into_iter()
-                .map(|scope_logs| logs::ScopeLogs {
-                    scope: Some(scope_logs.scope.into_proto()),
-                    log_records: scope_logs
-                        .log_records
-                        .into_iter()
-                        .filter_map(|record| record.into_proto(report))
-                        .collect(),
-                    schema_url: scope_logs.schema_url,
-                })
-                .collect(),
-            schema_url: resource_logs.schema_url,
+        .map(|resource_logs| {
+            let mut resource_valid = true;
+            let resource = resource_logs.resource.into_proto(&mut resource_valid);
+            let schema_url = resource_logs.schema_url.take(&mut resource_valid);
+            logs::ResourceLogs {
+                resource: Some(resource),
+                scope_logs: resource_logs
+                    .scope_logs
+                    .into_iter()
+                    .map(|scope_logs| {
+                        let mut group_valid = resource_valid;
+                        let scope = scope_logs.scope.into_proto(&mut group_valid);
+                        let schema_url = scope_logs.schema_url.take(&mut group_valid);
+                        logs::ScopeLogs {
+                            scope: Some(scope),
+                            log_records: scope_logs
+                                .log_records
+                                .into_iter()
+                                .filter_map(|record| record.into_proto(report, group_valid))
+                                .collect(),
+                            schema_url,
+                        }
+                    })
+                    .collect(),
+                schema_url,
+            }
         })
         .collect();
     ExportLogsServiceRequest { resource_logs }
 }
 
 impl Resource {
-    fn into_proto(self) -> resource::Resource {
+    fn into_proto(self, valid: &mut bool) -> resource::Resource {
         resource::Resource {
-            attributes: attributes_to_proto(self.attributes),
+            attributes: attributes_to_proto(self.attributes, valid),
             dropped_attributes_count: self.dropped_attributes_count.0,
             entity_refs: Vec::new(),
         }
@@ -485,18 +507,22 @@ impl Resource {
 }
 
 impl Scope {
-    fn into_proto(self) -> common::InstrumentationScope {
+    fn into_proto(self, valid: &mut bool) -> common::InstrumentationScope {
         common::InstrumentationScope {
-            name: self.name,
-            version: self.version,
-            attributes: attributes_to_proto(self.attributes),
+            name: self.name.take(valid),
+            version: self.version.take(valid),
+            attributes: attributes_to_proto(self.attributes, valid),
             dropped_attributes_count: self.dropped_attributes_count.0,
         }
     }
 }
 
 impl Span {
-    fn into_proto(self, report: &mut Report) -> Option<trace::Span> {
+    /// `group_valid` is false when the span's resource or scope holds text
+    /// that is not Unicode.
+    fn into_proto(self, report: &mut Report, group_valid: bool) -> Option<trace::Span> {
+        let mut valid = group_valid;
+        let name = self.name.take(&mut valid);
         let ids = [
             ("trace id", self.trace_id.0),
             ("span id", self.span_id.0),
@@ -507,62 +533,80 @@ impl Span {
             match id {
                 Ok(bytes) => decoded.push(bytes),
                 Err(problem) => {
-                    report.reject(span_problem(&self.name, field, &problem));
+                    report.reject(span_problem(&name, field, &problem));
                     return None;
                 }
             }
         }
         let mut decoded = decoded.into_iter();
-        Some(trace::Span {
+        let mut dropped_links = 0;
+        let span = trace::Span {
             trace_id: decoded.next().unwrap_or_default(),
             span_id: decoded.next().unwrap_or_default(),
             parent_span_id: decoded.next().unwrap_or_default(),
-            trace_state: self.trace_state,
+            trace_state: self.trace_state.take(&mut valid),
             flags: self.flags.0,
-            name: self.name,
+            name,
             kind: self.kind.number,
             start_time_unix_nano: self.start_time_unix_nano.0,
             end_time_unix_nano: self.end_time_unix_nano.0,
-            attributes: attributes_to_proto(self.attributes),
+            attributes: attributes_to_proto(self.attributes, &mut valid),
             dropped_attributes_count: self.dropped_attributes_count.0,
-            events: self.events.into_iter().map(Event::into_proto).collect(),
+            events: self
+                .events
+                .into_iter()
+                .map(|event| event.into_proto(&mut valid))
+                .collect(),
             dropped_events_count: self.dropped_events_count.0,
             links: self
                 .links
                 .into_iter()
-                .filter_map(|link| link.into_proto(report))
+                .filter_map(|link| {
+                    let link = link.into_proto(&mut valid);
+                    dropped_links += u64::from(link.is_none());
+                    link
+                })
                 .collect(),
             dropped_links_count: self.dropped_links_count.0,
             status: Some(trace::Status {
-                message: self.status.message,
+                message: self.status.message.take(&mut valid),
                 code: self.status.code.number,
             }),
-        })
+        };
+        if !valid {
+            report.reject_invalid_text();
+            return None;
+        }
+        // links are counted only for kept spans, as the protobuf paths do
+        report.add_dropped_links(dropped_links);
+        Some(span)
     }
 }
 
 impl Event {
-    fn into_proto(self) -> trace::span::Event {
+    fn into_proto(self, valid: &mut bool) -> trace::span::Event {
         trace::span::Event {
             time_unix_nano: self.time_unix_nano.0,
-            name: self.name,
-            attributes: attributes_to_proto(self.attributes),
+            name: self.name.take(valid),
+            attributes: attributes_to_proto(self.attributes, valid),
             dropped_attributes_count: self.dropped_attributes_count.0,
         }
     }
 }
 
 impl Link {
-    fn into_proto(self, report: &mut Report) -> Option<trace::span::Link> {
+    /// `None` for a link whose ids are not hex (dropped, the span kept).
+    fn into_proto(self, valid: &mut bool) -> Option<trace::span::Link> {
+        let trace_state = self.trace_state.take(valid);
+        let attributes = attributes_to_proto(self.attributes, valid);
         let (Ok(trace_id), Ok(span_id)) = (self.trace_id.0, self.span_id.0) else {
-            report.drop_link();
             return None;
         };
         Some(trace::span::Link {
             trace_id,
             span_id,
-            trace_state: self.trace_state,
-            attributes: attributes_to_proto(self.attributes),
+            trace_state,
+            attributes,
             dropped_attributes_count: self.dropped_attributes_count.0,
             flags: self.flags.0,
         })
@@ -570,7 +614,8 @@ impl Link {
 }
 
 impl LogRecord {
-    fn into_proto(self, report: &mut Report) -> Option<logs::LogRecord> {
+    /// `group_valid` as for spans.
+    fn into_proto(self, report: &mut Report, group_valid: bool) -> Option<logs::LogRecord> {
         let trace_id = match self.trace_id.0 {
             Ok(bytes) => bytes,
             Err(problem) => {
@@ -585,41 +630,50 @@ impl LogRecord {
                 return None;
             }
         };
-        Some(logs::LogRecord {
+        let mut valid = group_valid;
+        let record = logs::LogRecord {
             time_unix_nano: self.time_unix_nano.0,
             observed_time_unix_nano: self.observed_time_unix_nano.0,
             severity_number: self.severity_number.number,
-            severity_text: self.severity_text,
-            body: Some(self.body.into_proto()),
-            attributes: attributes_to_proto(self.attributes),
+            severity_text: self.severity_text.take(&mut valid),
+            body: Some(self.body.into_proto(&mut valid)),
+            attributes: attributes_to_proto(self.attributes, &mut valid),
             dropped_attributes_count: self.dropped_attributes_count.0,
             flags: self.flags.0,
             trace_id,
             span_id,
-            event_name: self.event_name,
-        })
+            event_name: self.event_name.take(&mut valid),
+        };
+        if !valid {
+            report.reject_invalid_text();
+            return None;
+        }
+        Some(record)
     }
 }
 
-fn attributes_to_proto(attributes: Vec<KeyValue>) -> Vec<common::KeyValue> {
-    attributes.into_iter().map(KeyValue::into_proto).collect()
+fn attributes_to_proto(attributes: Vec<KeyValue>, valid: &mut bool) -> Vec<common::KeyValue> {
+    attributes
+        .into_iter()
+        .map(|attribute| attribute.into_proto(valid))
+        .collect()
 }
 
 impl KeyValue {
-    fn into_proto(self) -> common::KeyValue {
+    fn into_proto(self, valid: &mut bool) -> common::KeyValue {
         common::KeyValue {
-            key: self.key,
-            value: Some(self.value.into_proto()),
+            key: self.key.take(valid),
+            value: Some(self.value.into_proto(valid)),
             ..Default::default()
         }
     }
 }
 
 impl AnyValue {
-    fn into_proto(self) -> common::AnyValue {
+    fn into_proto(self, valid: &mut bool) -> common::AnyValue {
         use common::any_value::Value;
         let value = if let Some(text) = self.string_value {
-            Some(Value::StringValue(text))
+            Some(Value::StringValue(text.take(valid)))
         } else if let Some(flag) = self.bool_value {
             Some(Value::BoolValue(flag.0))
         } else if let Some(number) = self.int_value {
@@ -628,11 +682,15 @@ impl AnyValue {
             Some(Value::DoubleValue(number.0))
         } else if let Some(array) = self.array_value {
             Some(Value::ArrayValue(common::ArrayValue {
-                values: array.values.into_iter().map(AnyValue::into_proto).collect(),
+                values: array
+                    .values
+                    .into_iter()
+                    .map(|value| value.into_proto(valid))
+                    .collect(),
             }))
         } else if let Some(list) = self.kvlist_value {
             Some(Value::KvlistValue(common::KeyValueList {
-                values: attributes_to_proto(list.values),
+                values: attributes_to_proto(list.values, valid),
             }))
         } else {
             self.bytes_value.map(|bytes| Value::BytesValue(bytes.0))

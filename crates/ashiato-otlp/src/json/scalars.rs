@@ -407,3 +407,83 @@ mod tests {
         assert_eq!(enum_number_from_name::<SpanKindNames>("2"), 2);
     }
 }
+
+/// A JSON string that may not be Unicode: a lone surrogate (`"\ud800"`)
+/// or raw bytes that are not UTF-8. serde_json refuses those for `String`,
+/// which would fail the whole request; read as bytes (serde_json then
+/// keeps lone surrogates as WTF-8), the text is checked here and the item
+/// holding it is rejected on its own (`unicode` is false; `text` is then a
+/// lossy copy, never stored).
+#[derive(Debug)]
+pub(crate) struct Text {
+    pub text: String,
+    pub unicode: bool,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            text: String::new(),
+            unicode: true,
+        }
+    }
+}
+
+impl Text {
+    /// The text, clearing `valid` when it is not Unicode.
+    pub(crate) fn take(self, valid: &mut bool) -> String {
+        *valid &= self.unicode;
+        self.text
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Text {
+        match String::from_utf8(bytes) {
+            Ok(text) => Text {
+                text,
+                unicode: true,
+            },
+            Err(error) => Text {
+                text: String::from_utf8_lossy(error.as_bytes()).into_owned(),
+                unicode: false,
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl Visitor<'_> for TextVisitor {
+            type Value = Text;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Text, E> {
+                Ok(Text {
+                    text: value.to_owned(),
+                    unicode: true,
+                })
+            }
+
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Text, E> {
+                Ok(Text {
+                    text: value,
+                    unicode: true,
+                })
+            }
+
+            fn visit_bytes<E: de::Error>(self, value: &[u8]) -> Result<Text, E> {
+                Ok(Text::from_bytes(value.to_vec()))
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, value: Vec<u8>) -> Result<Text, E> {
+                Ok(Text::from_bytes(value))
+            }
+        }
+
+        deserializer.deserialize_bytes(TextVisitor)
+    }
+}
