@@ -42,6 +42,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, Ingest, retry_after_seconds};
 use crate::intake::{self, IntakeError};
+use crate::metrics::Signal;
 
 /// The header libdatadog sends to get a real 429 instead of a silent 200.
 const SEND_REAL_HTTP_STATUS: &str = "datadog-send-real-http-status";
@@ -252,6 +253,9 @@ async fn receive_traces(
         chunks = batch.chunks,
         "datadog traces decoded"
     );
+    state
+        .ingest
+        .count_invalid(Signal::Spans, batch.rejected as u64);
     state.ingest.append_spans(batch.spans).await?;
     Ok(())
 }

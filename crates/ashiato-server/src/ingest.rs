@@ -1,12 +1,14 @@
 //! The part of ingest both OTLP transports share: appending decoded items
 //! to the store and classifying why that failed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ashiato_model::{LogRecord, Span};
 use ashiato_store::{AppendError, Store, StoreError};
 
 use crate::errors::{ErrorBatch, ErrorSink};
+use crate::metrics::{Metrics, Protocol, Signal};
 
 /// Why decoded items were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,10 @@ impl From<AppendError> for AppendFailure {
 pub struct Ingest {
     store: Store,
     errors: Option<ErrorSink>,
+    /// Where the per-protocol item counters go (`/metrics`), and the
+    /// protocol this handle counts as (see [`Ingest::for_protocol`]).
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
 }
 
 impl Ingest {
@@ -66,6 +72,8 @@ impl Ingest {
         Ingest {
             store,
             errors: None,
+            metrics: Arc::default(),
+            protocol: Protocol::OtlpHttp,
         }
     }
 
@@ -75,7 +83,45 @@ impl Ingest {
         Ingest {
             store,
             errors: Some(errors),
+            metrics: Arc::default(),
+            protocol: Protocol::OtlpHttp,
         }
+    }
+
+    /// The same ingest, counting into `metrics`.
+    pub(crate) fn with_metrics(self, metrics: Arc<Metrics>) -> Ingest {
+        Ingest { metrics, ..self }
+    }
+
+    /// The handle a listener of `protocol` appends through, so its items
+    /// are counted under that protocol.
+    pub fn for_protocol(&self, protocol: Protocol) -> Ingest {
+        Ingest {
+            protocol,
+            ..self.clone()
+        }
+    }
+
+    /// Counts items of a decoded request that were rejected one by one
+    /// (the rest goes to `append_*`).
+    pub fn count_invalid(&self, signal: Signal, count: u64) {
+        self.metrics.invalid(self.protocol, signal, count);
+    }
+
+    /// Counts the outcome of appending `count` items of `signal`.
+    fn count_append<T>(
+        &self,
+        signal: Signal,
+        count: usize,
+        result: Result<T, AppendError>,
+    ) -> Result<T, AppendFailure> {
+        let stored = result.is_ok();
+        self.metrics
+            .appended(self.protocol, signal, count as u64, stored);
+        if let Err(AppendError::Overloaded { .. }) = &result {
+            self.metrics.overloaded(self.protocol);
+        }
+        result.map_err(AppendFailure::from)
     }
 
     /// Appends spans; an empty batch is acknowledged without touching the store.
@@ -89,10 +135,9 @@ impl Ingest {
             .errors
             .as_ref()
             .map(|_| crate::errors::spans_candidates(&spans));
-        self.store
-            .append_spans(spans)
-            .await
-            .map_err(AppendFailure::from)?;
+        let count = spans.len();
+        let appended = self.store.append_spans(spans).await;
+        self.count_append(Signal::Spans, count, appended)?;
         self.hand_over(candidates).await;
         Ok(())
     }
@@ -106,10 +151,9 @@ impl Ingest {
             .errors
             .as_ref()
             .map(|_| crate::errors::logs_candidates(&logs));
-        self.store
-            .append_logs(logs)
-            .await
-            .map_err(AppendFailure::from)?;
+        let count = logs.len();
+        let appended = self.store.append_logs(logs).await;
+        self.count_append(Signal::Logs, count, appended)?;
         self.hand_over(candidates).await;
         Ok(())
     }

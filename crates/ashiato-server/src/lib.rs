@@ -12,12 +12,14 @@
 //! optional address in [`ServerConfig`], a bound listener in
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
+mod admin;
 mod config;
 pub mod datadog;
 mod errors;
 mod http_app;
 mod ingest;
 mod intake;
+pub mod metrics;
 mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -38,7 +40,7 @@ pub use config::{
     DEFAULT_DATADOG, DEFAULT_HTTP, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP,
     DEFAULT_RETENTION, ServerConfig,
 };
-pub use errors::ErrorsConfig;
+pub use errors::{ErrorFigures, ErrorsConfig};
 pub use http_app::Readiness;
 pub use ingest::Ingest;
 pub use notify::{NotifyConfig, WebhookFormat};
@@ -106,10 +108,13 @@ impl Server {
             store.clone(),
             addrs.http,
         )?;
+        let metrics = Arc::new(metrics::Metrics::default());
         let ingest = match error_tracking.sink() {
             Some(sink) => Ingest::with_error_tracking(store.clone(), sink),
             None => Ingest::new(store.clone()),
-        };
+        }
+        .with_metrics(metrics.clone());
+        let timed = |listener| metrics::RequestMetricsLayer::new(metrics.clone(), listener);
         let readiness = Readiness::default();
         let (stop, stopped) = watch::channel(false);
         let (failure_sender, failures) = mpsc::unbounded_channel();
@@ -119,10 +124,15 @@ impl Server {
             failure_sender,
         };
         if let Some(listener) = grpc_listener {
-            let routes = otlp_grpc::routes(ingest.clone(), config.max_message_bytes);
+            let routes = otlp_grpc::routes(
+                ingest.for_protocol(metrics::Protocol::OtlpGrpc),
+                config.max_message_bytes,
+            );
+            let timing = timed("otlp-grpc");
             let stop_signal = spawner.stop_signal();
             tasks.push(spawner.spawn("otlp-grpc", async move {
                 tonic::transport::Server::builder()
+                    .layer(timing)
                     .layer(tower::util::MapResponseLayer::new(
                         otlp_grpc::oversize_as_resource_exhausted,
                     ))
@@ -136,14 +146,30 @@ impl Server {
             }));
         }
         if let Some(listener) = otlp_http_listener {
-            let app = otlp_http::router(ingest.clone(), config.max_message_bytes);
+            let app = otlp_http::router(
+                ingest.for_protocol(metrics::Protocol::OtlpHttp),
+                config.max_message_bytes,
+            )
+            .layer(timed("otlp-http"));
             tasks.push(spawner.spawn_axum("otlp-http", listener, app));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
-        let (datadog_app, datadog_logs) =
-            datadog::routers(ingest.clone(), config.max_message_bytes);
+        let (datadog_app, datadog_logs) = datadog::routers(
+            ingest.for_protocol(metrics::Protocol::Datadog),
+            config.max_message_bytes,
+        );
         let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
+        let figures = error_tracking.figures_source();
+        let app = app
+            .merge(metrics::router(metrics::Sources {
+                metrics: metrics.clone(),
+                store: store.clone(),
+                errors: figures,
+            }))
+            .merge(admin::router(store.clone(), config.data_dir.clone()))
+            .layer(timed("http"));
+        let datadog_app = datadog_app.layer(timed("datadog"));
         tasks.push(spawner.spawn_axum("http", http_listener, app));
         if let Some(listener) = datadog_listener {
             tasks.push(spawner.spawn_axum("datadog", listener, datadog_app));

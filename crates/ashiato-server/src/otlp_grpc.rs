@@ -36,6 +36,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED};
 use crate::intake;
+use crate::metrics::Signal;
 
 /// The metrics service: nothing is stored, so it holds no store handle.
 #[derive(Clone)]
@@ -87,6 +88,7 @@ impl ExportRpc for TracesRpc {
         Box::pin(async move {
             let decoded: Decoded<Span> =
                 decode(message, |body| decode_traces(body, Format::Protobuf)).await?;
+            ingest.count_invalid(Signal::Spans, decoded.rejected);
             ingest
                 .append_spans(decoded.items)
                 .await
@@ -113,6 +115,7 @@ impl ExportRpc for LogsRpc {
         Box::pin(async move {
             let decoded: Decoded<LogRecord> =
                 decode(message, |body| decode_logs(body, Format::Protobuf)).await?;
+            ingest.count_invalid(Signal::Logs, decoded.rejected);
             ingest
                 .append_logs(decoded.items)
                 .await

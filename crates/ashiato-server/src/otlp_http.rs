@@ -28,6 +28,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, Ingest, METRICS_NOT_STORED, retry_after_seconds};
 use crate::intake::{self, IntakeError};
+use crate::metrics::Signal as Counted;
 
 /// gRPC status codes used in `google.rpc.Status` bodies.
 const CODE_INVALID_ARGUMENT: i32 = 3;
@@ -191,10 +192,12 @@ async fn receive(
     .await?;
     match batch {
         Batch::Spans(decoded) => {
+            state.ingest.count_invalid(Counted::Spans, decoded.rejected);
             state.ingest.append_spans(decoded.items).await?;
             Ok((decoded.rejected, decoded.error_message))
         }
         Batch::Logs(decoded) => {
+            state.ingest.count_invalid(Counted::Logs, decoded.rejected);
             state.ingest.append_logs(decoded.items).await?;
             Ok((decoded.rejected, decoded.error_message))
         }
