@@ -89,6 +89,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     errors: crate::error_settings::ErrorArgs,
+
+    /// Validate the configuration (flags, environment and --config file,
+    /// merged as serve does), print the settings it gives and exit: 0 when
+    /// valid, else the error. Binds nothing and does not open the store.
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// A listener setting: an address, or turned off.
@@ -136,6 +142,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let config = resolve(&args, file)?;
+    if args.check_config {
+        print!("{}", describe(&config));
+        return Ok(());
+    }
     tracing::info!(?config, "starting ashiato");
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -331,6 +341,36 @@ fn size_setting(
     })
 }
 
+/// What `--check-config` prints for a valid configuration: the effective
+/// settings, one per line (webhook URLs are secrets: only their number).
+fn describe(config: &ServerConfig) -> String {
+    let listen = |addr: Option<SocketAddr>| addr.map_or("off".to_owned(), |addr| addr.to_string());
+    let errors = &config.errors;
+    let tracking = if errors.enabled { "on" } else { "off" };
+    format!(
+        "config ok\n\
+         otlp_grpc {}\n\
+         otlp_http {}\n\
+         http {}\n\
+         datadog {}\n\
+         data_dir {}\n\
+         retention {}s\n\
+         max_message_size {} bytes\n\
+         error_tracking {tracking}\n\
+         error_settle {}ms\n\
+         webhooks {}\n",
+        listen(config.otlp_grpc),
+        listen(config.otlp_http),
+        config.http,
+        listen(config.datadog),
+        config.data_dir.display(),
+        config.retention.as_secs(),
+        config.max_message_bytes,
+        errors.settle.as_millis(),
+        errors.notify.webhooks.len(),
+    )
+}
+
 fn config_error(key: &str, reason: String) -> anyhow::Error {
     anyhow::anyhow!("invalid {key} in config file: {reason}")
 }
@@ -425,6 +465,45 @@ mod tests {
 
     fn file(text: &str) -> FileConfig {
         toml::from_str(text).unwrap()
+    }
+
+    /// The sample config shipped in `packaging/` parses and resolves.
+    #[test]
+    fn test_packaged_sample_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/ashiato.toml");
+        let file = read_config_file(&path).unwrap();
+        let config = resolve(&ServeArgs::default(), Some(file)).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/ashiato"));
+        assert_eq!(config.http, local(8800));
+        assert_eq!(config.retention, Duration::from_secs(14 * 86_400));
+        let summary = describe(&config);
+        assert!(summary.starts_with("config ok\n"), "{summary}");
+        assert!(summary.contains("data_dir /var/lib/ashiato\n"), "{summary}");
+    }
+
+    #[test]
+    fn test_check_config_reports_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("retention = \"soon\"\n", "invalid retention in config file"),
+            (
+                "otlp_grpc = \"nowhere\"\n",
+                "invalid otlp_grpc in config file",
+            ),
+            ("colour = \"blue\"\n", "unknown field `colour`"),
+            ("http = \"off\"\n", "cannot be turned off"),
+        ];
+        for (text, expected) in cases {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, text).unwrap();
+            let error = read_config_file(&path)
+                .and_then(|file| resolve(&ServeArgs::default(), Some(file)))
+                .unwrap_err();
+            let message = format!("{error:#}");
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+        let missing = read_config_file(&dir.path().join("missing.toml")).unwrap_err();
+        assert!(format!("{missing:#}").contains("reading config file"));
     }
 
     #[test]

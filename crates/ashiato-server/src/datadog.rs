@@ -44,6 +44,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::ingest::{AppendFailure, DISK_FULL_RETRY, Ingest, retry_after_seconds};
 use crate::intake::{self, IntakeError};
+use crate::metrics::Signal;
 use crate::resend::{BodyDigest, BodyKind};
 
 /// The header libdatadog sends to get a real 429 instead of a silent 200.
@@ -272,6 +273,7 @@ async fn receive_traces(
         chunks = batch.chunks,
         "datadog traces decoded"
     );
+    state.ingest.count_invalid(Signal::Spans, batch.rejected);
     state.ingest.append_spans_once(digest, batch.spans).await?;
     Ok(())
 }

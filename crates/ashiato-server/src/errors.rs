@@ -22,6 +22,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -145,6 +146,9 @@ pub struct ErrorTracking {
     thread: Option<JoinHandle<()>>,
     issues: Arc<IssueStore>,
     notifier: Notifier,
+    /// Traces holding candidates not yet decided, as the tracker thread
+    /// last saw it (for `/metrics`).
+    pending_traces: Arc<AtomicU64>,
 }
 
 impl ErrorTracking {
@@ -179,6 +183,7 @@ impl ErrorTracking {
                 thread: None,
                 issues,
                 notifier,
+                pending_traces: Arc::default(),
             });
         }
         let source = Box::new(StoreSource { store });
@@ -193,9 +198,11 @@ impl ErrorTracking {
         );
         let (sender, receiver) = sync_channel(CHANNEL_BATCHES);
         let events = notifier.clone();
+        let pending_traces = Arc::new(AtomicU64::new(0));
+        let backlog = pending_traces.clone();
         let thread = std::thread::Builder::new()
             .name("ashiato-errors".to_owned())
-            .spawn(move || run(tracker, receiver, events))
+            .spawn(move || run(tracker, receiver, events, &backlog))
             .context("starting the error tracker thread")?;
         // the scan runs beside the tracker (which keeps serving ingest) and
         // feeds it through the same channel; after a clean stop there is
@@ -214,7 +221,18 @@ impl ErrorTracking {
             thread: Some(thread),
             issues,
             notifier,
+            pending_traces,
         })
+    }
+
+    /// What `/metrics` reports about error tracking: traces waiting to be
+    /// decided, and of the recent webhook deliveries (the ones
+    /// `GET /api/v1/notifications` lists) those waiting for a retry and
+    /// those that failed for good.
+    pub fn figures_source(&self) -> Arc<dyn Fn() -> ErrorFigures + Send + Sync> {
+        let notifier = self.notifier.clone();
+        let pending_traces = self.pending_traces.clone();
+        Arc::new(move || figures(&notifier, &pending_traces))
     }
 
     /// The handle ingest uses to hand candidates over (`None` when
@@ -252,7 +270,36 @@ impl ErrorTracking {
     }
 }
 
-fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
+/// The figures behind [`ErrorTracking::figures_source`].
+fn figures(notifier: &Notifier, pending_traces: &AtomicU64) -> ErrorFigures {
+    let deliveries = notifier.deliveries();
+    let count = |status| {
+        deliveries
+            .iter()
+            .filter(|delivery| delivery.status == status)
+            .count() as u64
+    };
+    ErrorFigures {
+        pending_traces: pending_traces.load(Ordering::Relaxed),
+        notifications_retrying: count(ashiato_errors::DeliveryStatus::Retrying),
+        notifications_failed: count(ashiato_errors::DeliveryStatus::Failed),
+    }
+}
+
+/// Error tracking figures for `/metrics` (see [`ErrorTracking::figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorFigures {
+    pub pending_traces: u64,
+    pub notifications_retrying: u64,
+    pub notifications_failed: u64,
+}
+
+fn run(
+    mut tracker: Tracker,
+    receiver: Receiver<Message>,
+    notifier: Notifier,
+    pending_traces: &AtomicU64,
+) {
     let mut last_checkpoint = Instant::now();
     let mut last_prune = Instant::now();
     let mut last_settle = Instant::now();
@@ -298,6 +345,7 @@ fn run(mut tracker: Tracker, receiver: Receiver<Message>, notifier: Notifier) {
             settle(&mut tracker, &notifier, stop);
             last_settle = Instant::now();
         }
+        pending_traces.store(tracker.pending_traces() as u64, Ordering::Relaxed);
         if stop {
             if let Err(error) = tracker.stop_cleanly() {
                 tracing::warn!(%error, "recording the error tracker's stop failed");

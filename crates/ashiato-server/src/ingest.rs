@@ -11,6 +11,7 @@ use ashiato_store::{AppendError, Store, StoreError};
 use crate::errors::{ErrorBatch, ErrorSink};
 use crate::future_times;
 use crate::intake::BodyBudget;
+use crate::metrics::{Metrics, Protocol, Signal};
 use crate::resend::{BodyDigest, RecentBodies};
 
 /// Why decoded items were not acknowledged.
@@ -116,6 +117,10 @@ pub struct Ingest {
     disk: DiskHealth,
     /// Shared by every listener's clone: bodies in flight across all of them.
     budget: BodyBudget,
+    /// Where the per-protocol item counters go (`/metrics`), and the
+    /// protocol this handle counts as (see [`Ingest::for_protocol`]).
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
 }
 
 impl Ingest {
@@ -127,6 +132,8 @@ impl Ingest {
             recent: Arc::default(),
             disk: DiskHealth::default(),
             budget: BodyBudget::new(crate::config::DEFAULT_MAX_INFLIGHT_BYTES),
+            metrics: Arc::default(),
+            protocol: Protocol::OtlpHttp,
         }
     }
 
@@ -156,6 +163,38 @@ impl Ingest {
             recent: Arc::default(),
             disk: DiskHealth::default(),
             budget: BodyBudget::new(crate::config::DEFAULT_MAX_INFLIGHT_BYTES),
+            metrics: Arc::default(),
+            protocol: Protocol::OtlpHttp,
+        }
+    }
+
+    /// The same ingest, counting into `metrics`.
+    pub(crate) fn with_metrics(self, metrics: Arc<Metrics>) -> Ingest {
+        Ingest { metrics, ..self }
+    }
+
+    /// The handle a listener of `protocol` appends through, so its items
+    /// are counted under that protocol.
+    pub fn for_protocol(&self, protocol: Protocol) -> Ingest {
+        Ingest {
+            protocol,
+            ..self.clone()
+        }
+    }
+
+    /// Counts items of a decoded request that were rejected one by one
+    /// (the rest goes to `append_*`).
+    pub fn count_invalid(&self, signal: Signal, count: u64) {
+        self.metrics.invalid(self.protocol, signal, count);
+    }
+
+    /// Counts the outcome of appending `count` items of `signal`.
+    fn count_append(&self, signal: Signal, count: usize, result: &Result<(), AppendError>) {
+        let stored = result.is_ok();
+        self.metrics
+            .appended(self.protocol, signal, count as u64, stored);
+        if let Err(AppendError::Overloaded { .. }) = result {
+            self.metrics.overloaded(self.protocol);
         }
     }
 
@@ -174,8 +213,10 @@ impl Ingest {
             .errors
             .as_ref()
             .map(|_| crate::errors::spans_candidates(&spans));
-        let result = self.store.append_spans(spans).await;
-        self.settle(result)?;
+        let count = spans.len();
+        let appended = self.store.append_spans(spans).await;
+        self.count_append(Signal::Spans, count, &appended);
+        self.settle(appended)?;
         self.hand_over(candidates).await;
         Ok(())
     }
@@ -193,8 +234,10 @@ impl Ingest {
             .errors
             .as_ref()
             .map(|_| crate::errors::logs_candidates(&logs));
-        let result = self.store.append_logs(logs).await;
-        self.settle(result)?;
+        let count = logs.len();
+        let appended = self.store.append_logs(logs).await;
+        self.count_append(Signal::Logs, count, &appended);
+        self.settle(appended)?;
         self.hand_over(candidates).await;
         Ok(())
     }

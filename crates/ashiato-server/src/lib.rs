@@ -12,6 +12,7 @@
 //! optional address in [`ServerConfig`], a bound listener in
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
+mod admin;
 mod browser;
 mod config;
 mod conn_limits;
@@ -21,6 +22,7 @@ mod future_times;
 mod http_app;
 mod ingest;
 mod intake;
+pub mod metrics;
 mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -42,7 +44,7 @@ pub use config::{
     DEFAULT_DATADOG, DEFAULT_HTTP, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_OTLP_GRPC, DEFAULT_OTLP_HTTP,
     DEFAULT_RETENTION, ServerConfig,
 };
-pub use errors::ErrorsConfig;
+pub use errors::{ErrorFigures, ErrorsConfig};
 pub use http_app::Readiness;
 pub use ingest::Ingest;
 pub use notify::{NotifyConfig, WebhookFormat};
@@ -113,12 +115,15 @@ impl Server {
             addrs.http,
         )?;
         let readiness = Readiness::default();
+        let metrics = Arc::new(metrics::Metrics::default());
         let ingest = match error_tracking.sink() {
             Some(sink) => Ingest::with_error_tracking(store.clone(), sink),
             None => Ingest::new(store.clone()),
         }
         .reporting_disk(readiness.disk())
-        .with_body_budget(config.max_inflight_bytes.max(config.max_message_bytes));
+        .with_body_budget(config.max_inflight_bytes.max(config.max_message_bytes))
+        .with_metrics(metrics.clone());
+        let timed = |listener| metrics::RequestMetricsLayer::new(metrics.clone(), listener);
         let (stop, stopped) = watch::channel(false);
         let draining = conn_limits::Draining::default();
         let (failure_sender, failures) = mpsc::unbounded_channel();
@@ -131,12 +136,17 @@ impl Server {
             draining: draining.clone(),
         };
         if let Some(listener) = grpc_listener {
-            let routes = otlp_grpc::routes(ingest.clone(), config.max_message_bytes);
+            let routes = otlp_grpc::routes(
+                ingest.for_protocol(metrics::Protocol::OtlpGrpc),
+                config.max_message_bytes,
+            );
+            let timing = timed("otlp-grpc");
             let stop_signal = spawner.stop_signal();
             let incoming_stop = spawner.stop_signal();
             let listener = spawner.limited("otlp-grpc", listener);
             tasks.push(spawner.spawn("otlp-grpc", async move {
                 tonic::transport::Server::builder()
+                    .layer(timing)
                     .layer(tower::util::MapResponseLayer::new(
                         otlp_grpc::oversize_as_resource_exhausted,
                     ))
@@ -150,15 +160,31 @@ impl Server {
             }));
         }
         if let Some(listener) = otlp_http_listener {
-            let app = otlp_http::router(ingest.clone(), config.max_message_bytes);
+            let app = otlp_http::router(
+                ingest.for_protocol(metrics::Protocol::OtlpHttp),
+                config.max_message_bytes,
+            )
+            .layer(timed("otlp-http"));
             tasks.push(spawner.spawn_axum("otlp-http", listener, app));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
-        let (datadog_app, datadog_logs) =
-            datadog::routers(ingest.clone(), config.max_message_bytes);
+        let (datadog_app, datadog_logs) = datadog::routers(
+            ingest.for_protocol(metrics::Protocol::Datadog),
+            config.max_message_bytes,
+        );
         let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
+        let figures = error_tracking.figures_source();
+        let app = app
+            .merge(metrics::router(metrics::Sources {
+                metrics: metrics.clone(),
+                store: store.clone(),
+                errors: figures,
+            }))
+            .merge(admin::router(store.clone(), config.data_dir.clone()))
+            .layer(timed("http"));
         let app = browser::guard_http(app, browser::AllowedHosts::new(&config.allowed_hosts));
+        let datadog_app = datadog_app.layer(timed("datadog"));
         tasks.push(spawner.spawn_axum("http", http_listener, app));
         if let Some(listener) = datadog_listener {
             let datadog_app = browser::guard_ingest(datadog_app);

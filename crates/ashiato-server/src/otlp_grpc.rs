@@ -38,6 +38,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::ingest::{AppendFailure, DISK_FULL_RETRY, Ingest, METRICS_NOT_STORED};
 use crate::intake;
+use crate::metrics::Signal;
 use crate::resend::{BodyDigest, BodyKind};
 
 /// The metrics service: nothing is stored, so it holds no store handle.
@@ -93,6 +94,7 @@ impl ExportRpc for TracesRpc {
                 decode_traces(body, Format::Protobuf)
             })
             .await?;
+            ingest.count_invalid(Signal::Spans, decoded.rejected);
             ingest
                 .append_spans_once(digest, decoded.items)
                 .await
@@ -123,6 +125,7 @@ impl ExportRpc for LogsRpc {
                     decode_logs(body, Format::Protobuf)
                 })
                 .await?;
+            ingest.count_invalid(Signal::Logs, decoded.rejected);
             ingest
                 .append_logs_once(digest, decoded.items)
                 .await

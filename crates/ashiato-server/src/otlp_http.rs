@@ -30,6 +30,7 @@ use crate::ingest::{
     AppendFailure, DISK_FULL_RETRY, Ingest, METRICS_NOT_STORED, retry_after_seconds,
 };
 use crate::intake::{self, IntakeError};
+use crate::metrics::Signal as Counted;
 use crate::resend::{BodyDigest, BodyKind};
 
 /// gRPC status codes used in `google.rpc.Status` bodies.
@@ -201,6 +202,7 @@ async fn receive(
     .await?;
     match batch {
         Batch::Spans(decoded) => {
+            state.ingest.count_invalid(Counted::Spans, decoded.rejected);
             state
                 .ingest
                 .append_spans_once(digest, decoded.items)
@@ -208,6 +210,7 @@ async fn receive(
             Ok((decoded.rejected, decoded.error_message))
         }
         Batch::Logs(decoded) => {
+            state.ingest.count_invalid(Counted::Logs, decoded.rejected);
             state.ingest.append_logs_once(digest, decoded.items).await?;
             Ok((decoded.rejected, decoded.error_message))
         }

@@ -97,6 +97,22 @@ impl Catalog {
         Ok(Catalog { connection })
     }
 
+    /// Writes a consistent copy of the catalog to `path` (`VACUUM INTO`),
+    /// which must not exist yet.
+    pub fn backup_into(&self, path: &Path) -> Result<(), StoreError> {
+        let Some(text) = path.to_str() else {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "snapshot path is not valid UTF-8",
+                ),
+            });
+        };
+        self.connection.execute("VACUUM INTO ?1", [text])?;
+        Ok(())
+    }
+
     /// The highest WAL file sequence whose records are all in segments (0: none).
     pub fn wal_covered(&self) -> Result<u64, StoreError> {
         let value: Option<i64> = self

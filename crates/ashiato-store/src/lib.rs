@@ -136,7 +136,9 @@ mod seal_hold;
 mod sealer;
 mod segment;
 mod shared;
+mod snapshot;
 mod stats;
+mod timings;
 mod wal;
 mod writer;
 
@@ -170,6 +172,10 @@ pub use crate::config::StoreConfig;
 pub use crate::error::{AppendError, StoreError};
 pub use crate::filter::{LogFilter, SpanFilter};
 pub use crate::seal_hold::SealHold;
+pub use crate::snapshot::SnapshotSummary;
+pub use crate::timings::{
+    BUCKET_BOUNDS_SECONDS, DurationHistogram, HistogramSnapshot, StoreTimingsSnapshot,
+};
 
 /// Per-service counters over all stored spans.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +320,7 @@ impl Store {
             shutting_down: AtomicBool::new(false),
             aggregates,
             seal_hold: Arc::default(),
+            timings: Default::default(),
         });
         retention::enforce(&shared)?;
 
@@ -767,6 +774,25 @@ impl Store {
             memtable_logs: state.active.log_count
                 + state.frozen.iter().map(|t| t.log_count).sum::<u64>(),
             memtable_bytes: self.inner.shared.memory_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes a point-in-time copy of the store into `dest` (a new or
+    /// empty directory) that [`Store::open`] reads as a data dir: seals the
+    /// memtables first (so it holds everything acknowledged before the
+    /// call), then copies the catalog and hard-links its segments (see the
+    /// `snapshot` module). Blocking.
+    pub fn snapshot_into(&self, dest: &Path) -> Result<SnapshotSummary, StoreError> {
+        self.seal_now()?;
+        snapshot::write(&self.inner.shared, dest)
+    }
+
+    /// How long WAL group commits and seals took so far, for metrics.
+    pub fn timings(&self) -> StoreTimingsSnapshot {
+        let timings = &self.inner.shared.timings;
+        StoreTimingsSnapshot {
+            wal_sync: timings.wal_sync.snapshot(),
+            seal: timings.seal.snapshot(),
         }
     }
 

@@ -99,9 +99,11 @@ fn work(workers: &Workers) {
                 if held && !shared.seal_hold.wait_released(&shared.shutting_down) {
                     return;
                 }
+                let started = std::time::Instant::now();
                 let Some(written) = write_with_retry(shared, &table, &mut reply) else {
                     return;
                 };
+                shared.timings.seal.record(started.elapsed());
                 Some((table, written))
             }
             None => None,

@@ -18,6 +18,7 @@ use crate::memtable::Memtable;
 use crate::seal_hold::WriteHold;
 use crate::segment::Segment;
 use crate::stats::OpStats;
+use crate::timings::StoreTimings;
 use crate::wal::io_error;
 
 /// Where the store's files live.
@@ -52,6 +53,8 @@ pub struct Shared {
     pub aggregates: Aggregates,
     /// Test hook holding back one seal's write phase (see `hold_next_seal`).
     pub seal_hold: Arc<WriteHold>,
+    /// WAL commit and seal durations (see `timings`).
+    pub timings: StoreTimings,
 }
 
 /// An exclusive `flock` on `data_dir/LOCK`: a second process (or a second

@@ -139,7 +139,10 @@ impl Writer {
         }
         self.gate.wait_open();
         let records: Vec<&[u8]> = commits.iter().map(|c| c.record.as_slice()).collect();
-        if let Err(failure) = self.wal.append_and_sync(&records) {
+        let started = std::time::Instant::now();
+        let synced = self.wal.append_and_sync(&records);
+        self.shared.timings.wal_sync.record(started.elapsed());
+        if let Err(failure) = synced {
             error!(error = %failure, "wal write failed, rejecting batches");
             let message = failure.to_string();
             for commit in commits {

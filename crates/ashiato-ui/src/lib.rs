@@ -5,9 +5,12 @@
 //! server and there is no front-end build step. `router()` is meant to be the
 //! fallback of the `--http` listener: `/api`, `/healthz` and `/readyz` keep
 //! priority, `/assets/<file>` serves one embedded file (404 when unknown),
-//! and every other `GET` path answers the index page so that shareable URLs
-//! such as `/traces/<id>?span=<id>` load the application, which then routes
-//! on the client.
+//! and a `GET` of one of the application's own routes (the list in
+//! `assets/app.js`, mirrored by [`is_ui_route`]) answers the index page so
+//! that shareable URLs such as `/traces/<id>?span=<id>` load the
+//! application, which then routes on the client. Every other path is a plain
+//! 404, so `/metrics`, `/favicon.ico` or a mistyped API path never look like
+//! a successful answer to a scraper or a probe.
 
 use axum::Router;
 use axum::extract::Path;
@@ -91,10 +94,27 @@ async fn spa_fallback(method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
-    if uri.path().starts_with("/api/") || uri.path().starts_with("/assets/") {
+    if !is_ui_route(uri.path()) {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     with_type("text/html; charset=utf-8", INDEX)
+}
+
+/// Whether `path` is one of the client-side routes of `assets/app.js`
+/// (its `ROUTES` table; keep both in step): `/`, `/traces`, `/traces/<hex
+/// id>` (also `/trace/<id>`), `/compare`, `/services`, `/issues`,
+/// `/issues/<id>` and `/logs`.
+pub fn is_ui_route(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [""] | ["traces"] | ["traces", ""] => true,
+        ["compare"] | ["services"] | ["issues"] | ["logs"] => true,
+        ["trace" | "traces", id] => {
+            (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        ["issues", id] => !id.is_empty(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +153,10 @@ mod tests {
             "/traces/0af7651916cd43dd8448eb211c80319c?span=b7ad6b7169203331",
             "/services?range=1h",
             "/issues/42",
+            "/issues",
+            "/traces/",
+            "/trace/0af7651916cd43dd",
+            "/compare?a=1&b=2",
             "/logs?q=%E6%B3%A8%E6%96%87",
         ] {
             let (status, content_type, body) = get_path("GET", path).await;
@@ -162,7 +186,21 @@ mod tests {
 
     #[tokio::test]
     async fn test_unknown_assets_and_api_paths_are_not_the_index() {
-        for path in ["/assets/nope.js", "/assets/..%2FCargo.toml", "/api/v2/x"] {
+        for path in [
+            "/assets/nope.js",
+            "/assets/..%2FCargo.toml",
+            "/api/v2/x",
+            "/api",
+            "/metrics",
+            "/favicon.ico",
+            "/robots.txt",
+            "/v1/traces",
+            "/traces/not-hex",
+            "/trace/",
+            "/issues/1/more",
+            "/logs/",
+            "/index.html",
+        ] {
             let (status, _, _) = get_path("GET", path).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }

@@ -320,3 +320,38 @@ fn test_trace_command_on_an_sdk_trace() {
         "{tree}"
     );
 }
+
+#[test]
+fn test_serve_check_config_validates_without_binding_or_opening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    // a port that is taken: --check-config must not try to bind it
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = taken.local_addr().unwrap().to_string();
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/ashiato.toml");
+    let data = data_dir.to_str().unwrap();
+    let args = [
+        "serve",
+        "--check-config",
+        "--config",
+        sample,
+        "--data-dir",
+        data,
+        "--http",
+        &http,
+    ];
+    let (ok, stdout, stderr) = run_cli(&args);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.starts_with("config ok\n"), "{stdout}");
+    assert!(stdout.contains(&format!("http {http}\n")), "{stdout}");
+    assert!(!data_dir.exists(), "--check-config opened the store");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "retention = \"soon\"\n").unwrap();
+    let (ok, _, stderr) = run_cli(&["serve", "--check-config", "--config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("invalid retention in config file"),
+        "{stderr}"
+    );
+}
