@@ -127,8 +127,16 @@ pub struct Notifier {
     shared: Arc<Shared>,
 }
 
+/// What the intake thread receives.
+enum Message {
+    /// Boxed: the queue's slots stay small.
+    Event(Box<IssueEvent>),
+    /// Wakes it at shutdown (the stop flag says what to do).
+    Stop,
+}
+
 struct Shared {
-    sender: Option<SyncSender<IssueEvent>>,
+    sender: Option<SyncSender<Message>>,
     path: PathBuf,
     /// The tracker thread's connection for events the queue had no room
     /// for (opened on first use).
@@ -219,9 +227,10 @@ impl Notifier {
         let Some(sender) = &self.shared.sender else {
             return;
         };
-        match sender.try_send(event) {
+        match sender.try_send(Message::Event(Box::new(event))) {
             Ok(()) => {}
-            Err(TrySendError::Full(event)) => self.overflow(&event),
+            Err(TrySendError::Full(Message::Event(event))) => self.overflow(&event),
+            Err(TrySendError::Full(Message::Stop)) => {}
             Err(TrySendError::Disconnected(_)) => {
                 tracing::warn!("notifier stopped, issue event not delivered");
             }
@@ -283,6 +292,10 @@ impl Notifier {
     /// unless the attempt is recorded first.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(sender) = &self.shared.sender {
+            // a full queue wakes the intake anyway
+            let _ = sender.try_send(Message::Stop);
+        }
         for waker in &self.shared.wakers {
             let _ = waker.try_send(());
         }
@@ -321,7 +334,7 @@ fn held_event(event: &IssueEvent, now: u64) -> HeldEvent {
 fn intake_loop(
     config: NotifyConfig,
     mut outbox: Outbox,
-    receiver: &Receiver<IssueEvent>,
+    receiver: &Receiver<Message>,
     shared: &Shared,
 ) {
     let mut storm = Storm::new(config.storm_threshold, config.storm_window);
@@ -329,16 +342,18 @@ fn intake_loop(
     loop {
         let mut events = Vec::new();
         let stop = match receiver.recv_timeout(TICK) {
-            Ok(event) => {
-                events.push(event);
+            Ok(Message::Event(event)) => {
+                events.push(*event);
                 false
             }
-            Err(RecvTimeoutError::Timeout) => false,
+            Ok(Message::Stop) | Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         } || shared.stop.load(Ordering::SeqCst);
         // everything queued now, so a stop stores it first
-        while let Ok(event) = receiver.try_recv() {
-            events.push(event);
+        while let Ok(message) = receiver.try_recv() {
+            if let Message::Event(event) = message {
+                events.push(*event);
+            }
         }
         let now = now_unix_nano();
         if !events.is_empty() {
@@ -526,6 +541,57 @@ mod tests {
         assert_eq!(WebhookFormat::parse("Slack"), Some(WebhookFormat::Slack));
         assert_eq!(WebhookFormat::parse("json"), Some(WebhookFormat::Json));
         assert_eq!(WebhookFormat::parse("xml"), None);
+    }
+
+    /// A webhook url on a port nothing listens on.
+    fn refused_url() -> String {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap();
+        format!("http://{addr}/hook")
+    }
+
+    #[test]
+    fn test_queued_events_are_stored_before_shutdown_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errors.sqlite");
+        let config = NotifyConfig {
+            webhooks: vec![refused_url(), refused_url()],
+            ..NotifyConfig::default()
+        };
+        let notifier = Notifier::start(config, &path).unwrap();
+        for _ in 0..3 {
+            notifier.notify(payload::tests::event(
+                ashiato_errors::IssueEventKind::NewIssue,
+            ));
+        }
+        notifier.shutdown();
+        // three events, two webhooks: six deliveries, unfinished
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(outbox.backlog().unwrap(), (6, 0));
+        let listed = notifier.deliveries();
+        assert_eq!(listed.len(), 6);
+        assert!(listed.iter().all(|delivery| delivery.url.ends_with("/…")));
+    }
+
+    #[test]
+    fn test_a_full_queue_holds_events_in_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errors.sqlite");
+        let config = NotifyConfig {
+            webhooks: vec![refused_url()],
+            ..NotifyConfig::default()
+        };
+        let notifier = Notifier::start(config, &path).unwrap();
+        // what `notify` does when the queue has no room
+        notifier.overflow(&payload::tests::event(
+            ashiato_errors::IssueEventKind::Regression,
+        ));
+        assert_eq!(notifier.shared.overflowed.load(Ordering::Relaxed), 1);
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(outbox.backlog().unwrap(), (0, 1));
+        assert!(outbox.oldest_held().unwrap().is_some());
+        notifier.shutdown();
     }
 
     #[test]

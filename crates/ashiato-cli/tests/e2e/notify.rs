@@ -284,6 +284,10 @@ fn test_storm_against_a_silent_webhook_leaves_ingest_and_queries_fast() {
     let (storm_query, storm_export) = latencies(&server, 2);
     let storm_threads = threads(&server);
 
+    eprintln!(
+        "quiet: services {quiet_query:?}, export {quiet_export:?}, {quiet_threads} threads; \
+         storm: services {storm_query:?}, export {storm_export:?}, {storm_threads} threads"
+    );
     let allowed = |quiet: Duration| (quiet * 2).max(quiet + Duration::from_millis(500));
     assert!(
         storm_query <= allowed(quiet_query),

@@ -206,12 +206,12 @@ pub fn digest_body(held: &[HeldEvent], window: Duration, config: &NotifyConfig) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use ashiato_errors::{Frame, IssueId, IssueStatus, IssueSummary, Source};
 
     use super::*;
 
-    fn event(kind: IssueEventKind) -> IssueEvent {
+    pub(in crate::notify) fn event(kind: IssueEventKind) -> IssueEvent {
         IssueEvent {
             kind,
             issue: IssueSummary {
