@@ -488,10 +488,18 @@ fn send_loop(url: &str, outbox: &Outbox, wake: &Receiver<()>, shared: &Shared) {
     }
 }
 
+/// Deliveries that one unreachable-endpoint failure can count for.
+const SHARED_FAILURE_LIMIT: usize = 10_000;
+
 fn attempt(agent: &ureq::Agent, url: &str, shown: &str, outbox: &Outbox, due: &DueDelivery) {
-    let outcome = post(agent, url, &due.body).map_err(|error| error.replace(url, shown));
+    let (outcome, unreachable) = match post(agent, url, &due.body) {
+        Ok(()) => (Ok(()), false),
+        Err(Failure::Answered(status)) => (Err(format!("webhook answered {status}")), false),
+        Err(Failure::Unreachable(error)) => (Err(error.replace(url, shown)), true),
+    };
     let error = outcome.as_ref().err().cloned();
-    match outbox.record_attempt(due, outcome, now_unix_nano(), &BACKOFF) {
+    let now = now_unix_nano();
+    match outbox.record_attempt(due, outcome, now, &BACKOFF) {
         Ok(DeliveryStatus::Delivered) => {
             tracing::info!(url = %shown, delivery = due.id, attempts = due.attempts + 1, "webhook delivered");
         }
@@ -502,6 +510,28 @@ fn attempt(agent: &ureq::Agent, url: &str, shown: &str, outbox: &Outbox, due: &D
             tracing::error!(error = %db_error, url = %shown, delivery = due.id, "recording a webhook attempt failed");
             // do not spin on a row that cannot be updated
             std::thread::sleep(TICK);
+            return;
+        }
+    }
+    // an endpoint that cannot be reached (refused, timed out) fails every
+    // delivery due now: they back off together, so a dead endpoint costs
+    // one attempt per round, not one per queued notification
+    if unreachable && let Some(error) = error {
+        let mut shared = 0usize;
+        while shared < SHARED_FAILURE_LIMIT {
+            let Ok(Some(other)) = outbox.next_due(url, now) else {
+                break;
+            };
+            if outbox
+                .record_attempt(&other, Err(error.clone()), now, &BACKOFF)
+                .is_err()
+            {
+                break;
+            }
+            shared += 1;
+        }
+        if shared > 0 {
+            tracing::warn!(url = %shown, deliveries = shared, "webhook unreachable: deliveries due now back off with it");
         }
     }
 }
@@ -518,17 +548,25 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), String> {
+/// Why an attempt failed.
+enum Failure {
+    /// No answer: refused, timed out, unresolvable, broken connection.
+    Unreachable(String),
+    /// The endpoint answered with this non-2xx status.
+    Answered(u16),
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), Failure> {
     let response = agent
         .post(url)
         .header("content-type", "application/json")
         .send(body)
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| Failure::Unreachable(error.to_string()))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(format!("webhook answered {status}"))
+        Err(Failure::Answered(status))
     }
 }
 
@@ -591,6 +629,52 @@ mod tests {
         let outbox = Outbox::open(&path).unwrap();
         assert_eq!(outbox.backlog().unwrap(), (0, 1));
         assert!(outbox.oldest_held().unwrap().is_some());
+        notifier.shutdown();
+    }
+
+    #[test]
+    fn test_a_silent_endpoint_costs_one_attempt_per_round() {
+        // accepts connections, never answers
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                open.push(stream);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = NotifyConfig {
+            webhooks: vec![format!("http://{addr}/hook")],
+            ..NotifyConfig::default()
+        };
+        let notifier = Notifier::start(config, &dir.path().join("errors.sqlite")).unwrap();
+        for _ in 0..3 {
+            notifier.notify(payload::tests::event(
+                ashiato_errors::IssueEventKind::NewIssue,
+            ));
+        }
+        let deadline = std::time::Instant::now() + 4 * REQUEST_TIMEOUT;
+        loop {
+            let deliveries = notifier.deliveries();
+            if deliveries.len() == 3 && deliveries.iter().all(|delivery| delivery.attempts >= 1) {
+                assert!(
+                    deliveries
+                        .iter()
+                        .all(|delivery| delivery.status == DeliveryStatus::Retrying),
+                    "{deliveries:?}"
+                );
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{deliveries:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // one timed-out attempt failed all three (one per delivery would
+        // be three connections; the next round may have begun, 1 s later)
+        assert!(accepted.load(Ordering::SeqCst) <= 2);
         notifier.shutdown();
     }
 
