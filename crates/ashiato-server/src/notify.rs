@@ -143,7 +143,7 @@ struct Shared {
     overflow: Mutex<Option<Outbox>>,
     overflowed: AtomicU64,
     /// The API's connection.
-    reader: Mutex<Option<Outbox>>,
+    reader: Mutex<Outbox>,
     stop: AtomicBool,
     /// One per sender thread: a new delivery or the stop.
     wakers: Vec<SyncSender<()>>,
@@ -196,7 +196,7 @@ impl Notifier {
             path: db.to_owned(),
             overflow: Mutex::new(None),
             overflowed: AtomicU64::new(0),
-            reader: Mutex::new(Some(outbox)),
+            reader: Mutex::new(outbox),
             stop: AtomicBool::new(false),
             wakers,
             intake: Mutex::new(None),
@@ -264,10 +264,7 @@ impl Notifier {
 
     /// Recent deliveries, newest first, urls redacted.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        let reader = lock(&self.shared.reader);
-        let Some(outbox) = reader.as_ref() else {
-            return Vec::new();
-        };
+        let outbox = lock(&self.shared.reader);
         match outbox.recent(RECENT) {
             Ok(mut deliveries) => {
                 for delivery in &mut deliveries {
