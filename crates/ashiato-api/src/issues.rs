@@ -6,7 +6,9 @@
 //!   `stack`, `hourly_14d`, `fingerprint`, `samples`, `facets`
 //! - `PATCH /api/v1/issues/{id}` with `{"status":"resolved"|"ignored"|"open",
 //!   "resolved_in_version":optional}` → the updated issue
-//! - `GET /api/v1/notifications` → recent webhook deliveries
+//! - `GET /api/v1/notifications` → recent webhook deliveries (per
+//!   endpoint, `new_issue`, `regression` or `digest`; `pending`,
+//!   `retrying`, `delivered` or `failed`), urls redacted
 //!
 //! Nanosecond times are JSON strings, like the rest of the API. Unknown
 //! ids answer 404, malformed parameters and bodies 400.
@@ -14,8 +16,8 @@
 use std::sync::Arc;
 
 use ashiato_errors::{
-    Delivery, ErrorsDbError, Facet, Frame, IssueDetail, IssueFilter, IssueId, IssueSort,
-    IssueStatus, IssueStore, IssueSummary, Sample, Source,
+    Delivery, DeliveryStatus, ErrorsDbError, Facet, Frame, IssueDetail, IssueFilter, IssueId,
+    IssueSort, IssueStatus, IssueStore, IssueSummary, Sample, Source,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -218,12 +220,17 @@ pub struct NotificationsResponse {
 
 #[derive(Serialize)]
 pub struct NotificationDto {
+    pub id: i64,
     pub time_unix_nano: String,
-    pub issue_id: String,
-    pub event: &'static str,
+    /// `null` for a digest.
+    pub issue_id: Option<String>,
+    pub event: String,
+    /// Redacted: scheme and host only.
     pub url: String,
     pub status: &'static str,
     pub attempts: u32,
+    /// When a pending or retrying delivery is tried next.
+    pub next_attempt_unix_nano: Option<String>,
     pub error: Option<String>,
 }
 
@@ -352,20 +359,32 @@ async fn patch_issue(
     Ok(Json(IssueDetailDto::from(&detail)))
 }
 
-async fn list_notifications(State(state): State<IssuesState>) -> Json<NotificationsResponse> {
-    let deliveries = (state.notifications)();
-    Json(NotificationsResponse {
+async fn list_notifications(
+    State(state): State<IssuesState>,
+) -> Result<Json<NotificationsResponse>, ApiError> {
+    // an SQLite read: off the async workers
+    let notifications = state.notifications.clone();
+    let deliveries = tokio::task::spawn_blocking(move || notifications())
+        .await
+        .map_err(|error| ApiError::Internal(format!("notification task failed: {error}")))?;
+    Ok(Json(NotificationsResponse {
         notifications: deliveries
             .iter()
             .map(|delivery| NotificationDto {
+                id: delivery.id,
                 time_unix_nano: delivery.time_unix_nano.to_string(),
-                issue_id: delivery.issue_id.to_string(),
-                event: delivery.event.as_str(),
+                issue_id: delivery.issue_id.as_ref().map(ToString::to_string),
+                event: delivery.event.clone(),
                 url: delivery.url.clone(),
                 status: delivery.status.as_str(),
                 attempts: delivery.attempts,
+                next_attempt_unix_nano: matches!(
+                    delivery.status,
+                    DeliveryStatus::Pending | DeliveryStatus::Retrying
+                )
+                .then(|| delivery.next_attempt_unix_nano.to_string()),
                 error: delivery.error.clone(),
             })
             .collect(),
-    })
+    }))
 }

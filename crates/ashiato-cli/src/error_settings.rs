@@ -1,13 +1,17 @@
 //! The error tracking options of `ashiato serve`: `--error-tracking on|off`,
 //! `--webhook` (repeatable), `--webhook-format`, `--public-url`,
-//! `--error-settle`, their environment
+//! `--error-settle`, `--notify-storm-threshold`, `--notify-storm-window`,
+//! their environment
 //! variables and TOML keys, resolved like every other option (flag >
 //! environment > file > default).
 
 use std::time::Duration;
 
 use ashiato_model::parse_duration_ns;
-use ashiato_server::{ErrorsConfig, NotifyConfig, WebhookFormat};
+use ashiato_server::{
+    DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW, ErrorsConfig, MAX_WEBHOOKS, NotifyConfig,
+    WebhookFormat,
+};
 
 /// Longest settling window accepted: errors must show up within minutes.
 const MAX_SETTLE: Duration = Duration::from_secs(600);
@@ -42,6 +46,15 @@ pub struct ErrorArgs {
     /// (spans arrive in several batches), e.g. 10s [default: 10s]
     #[arg(long, env = "ASHIATO_ERROR_SETTLE", value_name = "DUR", value_parser = parse_settle)]
     error_settle: Option<Duration>,
+
+    /// Alert storms: more new issues and regressions than this within
+    /// --notify-storm-window are sent as one digest per window [default: 10]
+    #[arg(long, env = "ASHIATO_NOTIFY_STORM_THRESHOLD", value_name = "N", value_parser = parse_threshold)]
+    notify_storm_threshold: Option<usize>,
+
+    /// The alert-storm window, e.g. 5m [default: 5m]
+    #[arg(long, env = "ASHIATO_NOTIFY_STORM_WINDOW", value_name = "DUR", value_parser = parse_window)]
+    notify_storm_window: Option<Duration>,
 }
 
 /// The same settings from the TOML file.
@@ -52,6 +65,8 @@ pub struct FileErrors<'a> {
     pub webhook_format: &'a Option<String>,
     pub public_url: &'a Option<String>,
     pub error_settle: &'a Option<String>,
+    pub notify_storm_threshold: &'a Option<u64>,
+    pub notify_storm_window: &'a Option<String>,
 }
 
 pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsConfig> {
@@ -61,6 +76,12 @@ pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsC
     } else {
         args.webhook.clone()
     };
+    if webhooks.len() > MAX_WEBHOOKS {
+        anyhow::bail!(
+            "{} webhooks configured: at most {MAX_WEBHOOKS} (each gets a sender thread)",
+            webhooks.len()
+        );
+    }
     for url in &webhooks {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("invalid webhook {url:?}: expected an http:// or https:// url");
@@ -78,6 +99,20 @@ pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsC
             .map_err(|reason| anyhow::anyhow!("invalid error_settle in config file: {reason}"))?,
         (None, None) => defaults.settle,
     };
+    let storm_threshold = match (args.notify_storm_threshold, file.notify_storm_threshold) {
+        (Some(threshold), _) => threshold,
+        (None, Some(number)) => parse_threshold(&number.to_string()).map_err(|reason| {
+            anyhow::anyhow!("invalid notify_storm_threshold in config file: {reason}")
+        })?,
+        (None, None) => DEFAULT_STORM_THRESHOLD,
+    };
+    let storm_window = match (args.notify_storm_window, file.notify_storm_window) {
+        (Some(window), _) => window,
+        (None, Some(text)) => parse_window(text).map_err(|reason| {
+            anyhow::anyhow!("invalid notify_storm_window in config file: {reason}")
+        })?,
+        (None, None) => DEFAULT_STORM_WINDOW,
+    };
     Ok(ErrorsConfig {
         enabled: args
             .error_tracking
@@ -88,6 +123,8 @@ pub fn resolve(args: &ErrorArgs, file: FileErrors<'_>) -> anyhow::Result<ErrorsC
             webhooks,
             format,
             public_url: args.public_url.clone().or_else(|| file.public_url.clone()),
+            storm_threshold,
+            storm_window,
         },
     })
 }
@@ -111,6 +148,28 @@ fn parse_settle(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is longer than the 10m maximum"));
     }
     Ok(settle)
+}
+
+/// Largest storm threshold: the notification queue holds 1,024 events.
+const MAX_STORM_THRESHOLD: usize = 1_000;
+
+fn parse_threshold(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(threshold) if (1..=MAX_STORM_THRESHOLD).contains(&threshold) => Ok(threshold),
+        _ => Err(format!(
+            "{text:?} is not a number from 1 to {MAX_STORM_THRESHOLD}"
+        )),
+    }
+}
+
+/// From one second to a day.
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let nanos = parse_duration_ns(text).map_err(|error| error.to_string())?;
+    let window = Duration::from_nanos(nanos);
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&window) {
+        return Err(format!("{text:?} is not between 1s and 24h"));
+    }
+    Ok(window)
 }
 
 #[cfg(test)]
@@ -137,6 +196,8 @@ mod tests {
         webhook_format: &None,
         public_url: &None,
         error_settle: &None,
+        notify_storm_threshold: &None,
+        notify_storm_window: &None,
     };
 
     #[test]
@@ -157,6 +218,8 @@ mod tests {
             webhook_format: &format,
             public_url: &None,
             error_settle: &settle,
+            notify_storm_threshold: &Some(50),
+            notify_storm_window: &Some("1h".to_owned()),
         };
         let flags = args(&[
             "--webhook",
@@ -169,6 +232,8 @@ mod tests {
             "1s",
             "--public-url",
             "https://ashiato.example.com",
+            "--notify-storm-threshold",
+            "20",
         ]);
         let config = resolve(&flags, file).unwrap();
         assert!(!config.enabled, "the file turns tracking off");
@@ -182,6 +247,13 @@ mod tests {
         let from_file = resolve(&ErrorArgs::default(), file).unwrap();
         assert_eq!(from_file.notify.webhooks, ["http://file/hook"]);
         assert_eq!(from_file.settle, Duration::from_secs(5));
+        // storm: the flag beats the file, the file beats the default
+        assert_eq!(config.notify.storm_threshold, 20);
+        assert_eq!(config.notify.storm_window, Duration::from_secs(3_600));
+        assert_eq!(from_file.notify.storm_threshold, 50);
+        let defaults = resolve(&ErrorArgs::default(), NONE).unwrap();
+        assert_eq!(defaults.notify.storm_threshold, 10);
+        assert_eq!(defaults.notify.storm_window, Duration::from_secs(300));
     }
 
     #[test]
@@ -214,5 +286,23 @@ mod tests {
         assert!(TestCli::try_parse_from(["ashiato", "--error-settle", "2h"]).is_err());
         assert!(TestCli::try_parse_from(["ashiato", "--error-tracking", "maybe"]).is_err());
         assert!(resolve(&args(&["--webhook", "ftp://x"]), NONE).is_err());
+        for bad in [
+            ["--notify-storm-threshold", "0"],
+            ["--notify-storm-threshold", "5000"],
+            ["--notify-storm-window", "0s"],
+            ["--notify-storm-window", "2d"],
+        ] {
+            assert!(
+                TestCli::try_parse_from(["ashiato", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let many: Vec<String> = (0..=MAX_WEBHOOKS)
+            .flat_map(|index| ["--webhook".to_owned(), format!("http://h/{index}")])
+            .collect();
+        let mut argv = vec!["ashiato".to_owned()];
+        argv.extend(many);
+        let parsed = TestCli::try_parse_from(argv).unwrap();
+        assert!(resolve(&parsed.errors, NONE).is_err());
     }
 }

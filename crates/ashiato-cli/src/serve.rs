@@ -20,13 +20,15 @@ use serde::Deserialize;
 /// Every option can also come from an environment variable or from the
 /// TOML file given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir,
 /// retention, max_message_size, max_inflight_size, max_connections, allowed_hosts,
-/// error_settle, error_tracking, webhook, webhook_format, public_url). A flag beats the environment, which beats
+/// error_settle, error_tracking, webhook, webhook_format, public_url,
+/// notify_storm_threshold, notify_storm_window). A flag beats the environment, which beats
 /// the file, which beats the default.
 #[derive(Debug, Default, clap::Args)]
 #[command(
     after_help = "Every option can also be set by its environment variable or in the TOML file \
 given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
-max_inflight_size, max_connections, allowed_hosts, error_settle, error_tracking, webhook, webhook_format, public_url). \
+max_inflight_size, max_connections, allowed_hosts, error_settle, error_tracking, webhook, webhook_format, public_url, \
+notify_storm_threshold, notify_storm_window). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
 by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
@@ -123,6 +125,8 @@ struct FileConfig {
     public_url: Option<String>,
     error_settle: Option<String>,
     error_tracking: Option<bool>,
+    notify_storm_threshold: Option<u64>,
+    notify_storm_window: Option<String>,
 }
 
 /// A size in a config file may be a plain integer or a string with a unit.
@@ -248,6 +252,8 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
             webhook_format: &file.webhook_format,
             public_url: &file.public_url,
             error_settle: &file.error_settle,
+            notify_storm_threshold: &file.notify_storm_threshold,
+            notify_storm_window: &file.notify_storm_window,
         },
     )?;
     let defaults = ServerConfig::new(DEFAULT_DATA_DIR);

@@ -30,6 +30,10 @@
 //!    than "resolved in"); ignored issues count silently. New issues and
 //!    regressions become [`IssueEvent`]s for the notifier, never per
 //!    occurrence.
+//! 5. Notification outbox ([`outbox`]): webhook deliveries (pending,
+//!    retrying with exponential backoff, delivered, failed) and the events
+//!    held for an alert-storm digest live in the same file, so they resume
+//!    after a restart; the server's notifier sends them.
 //!
 //! Cost (measured with a throwaway probe on a shared, loaded 2-core box,
 //! release build): the fast path is about 20 ns a span; a span with an
@@ -49,6 +53,7 @@ mod db;
 pub mod extract;
 pub mod fingerprint;
 pub mod normalize;
+pub mod outbox;
 pub mod settle;
 pub mod stack;
 mod tracker;

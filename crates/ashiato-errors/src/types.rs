@@ -271,21 +271,31 @@ pub struct IssueEvent {
     pub top_frame: Option<Frame>,
 }
 
-/// The outcome of one webhook delivery, for `GET /api/v1/notifications`.
+/// One webhook delivery (a notification to one endpoint), for
+/// `GET /api/v1/notifications`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
+    pub id: i64,
+    /// When it was queued.
     pub time_unix_nano: u64,
-    pub issue_id: IssueId,
-    pub event: IssueEventKind,
+    /// `None` for a digest.
+    pub issue_id: Option<IssueId>,
+    /// `new_issue`, `regression` or `digest`.
+    pub event: String,
     pub url: String,
     pub status: DeliveryStatus,
     pub attempts: u32,
+    /// When the next attempt is due (pending and retrying deliveries).
+    pub next_attempt_unix_nano: u64,
     pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
+    /// Queued, not attempted yet.
+    Pending,
     Delivered,
+    /// Gave up after the last attempt.
     Failed,
     Retrying,
 }
@@ -293,9 +303,21 @@ pub enum DeliveryStatus {
 impl DeliveryStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            DeliveryStatus::Pending => "pending",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Retrying => "retrying",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Retrying,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
     }
 }

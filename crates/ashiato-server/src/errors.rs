@@ -166,7 +166,8 @@ impl ErrorTracking {
         notify
             .public_url
             .get_or_insert_with(|| format!("http://{http}"));
-        let notifier = Notifier::start(notify);
+        let notifier = Notifier::start(notify, &path)
+            .with_context(|| format!("starting webhook notifications on {}", path.display()))?;
         if !config.enabled {
             // the watermark stays where it is, so turning tracking on again
             // scans (and counts) what arrived while it was off
@@ -253,18 +254,22 @@ impl ErrorTracking {
     /// Lets the thread decide everything still pending (listeners are
     /// stopped by then, so no more candidates arrive; the store must still
     /// be open).
+    /// Then the notifier stores the events of that last round and stops.
     pub async fn shutdown(mut self) {
-        let Some(sender) = self.sender.take() else {
-            return;
-        };
+        let sender = self.sender.take();
         let thread = self.thread.take();
+        let notifier = self.notifier.clone();
         // the send may wait for a full channel: off the async workers
         let joined = tokio::task::spawn_blocking(move || {
-            let _ = sender.send(Message::Stop);
-            thread.map(JoinHandle::join)
+            let joined = sender.map(|sender| {
+                let _ = sender.send(Message::Stop);
+                thread.map(JoinHandle::join)
+            });
+            notifier.shutdown();
+            joined
         })
         .await;
-        if !matches!(joined, Ok(None | Some(Ok(())))) {
+        if !matches!(joined, Ok(None | Some(None | Some(Ok(()))))) {
             tracing::error!("error tracker thread ended abnormally");
         }
     }

@@ -47,7 +47,9 @@ pub use config::{
 pub use errors::{ErrorFigures, ErrorsConfig};
 pub use http_app::Readiness;
 pub use ingest::Ingest;
-pub use notify::{NotifyConfig, WebhookFormat};
+pub use notify::{
+    DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW, MAX_WEBHOOKS, NotifyConfig, WebhookFormat,
+};
 
 /// Where the listeners actually bound (port 0 resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

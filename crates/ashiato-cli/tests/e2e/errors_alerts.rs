@@ -178,7 +178,8 @@ fn test_notifies_new_and_regressed_issues_only() {
     assert_eq!(list.len(), 3, "{notifications:#}");
     for delivery in &list {
         assert_eq!(delivery["status"], "delivered", "{delivery:#}");
-        assert_eq!(delivery["url"], url.as_str());
+        // the path of a webhook url is a secret: scheme and host only
+        assert_eq!(delivery["url"], format!("http://{}/…", receiver.addr));
     }
     assert_eq!(receiver.events().len(), 3);
 }

@@ -10,6 +10,7 @@ mod datadog;
 mod durability;
 mod errors;
 mod errors_alerts;
+mod notify;
 mod sdk;
 mod support;
 mod ui;

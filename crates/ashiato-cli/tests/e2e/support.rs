@@ -154,6 +154,11 @@ impl TestServer {
         self.starts += 1;
     }
 
+    /// The server process id while it runs (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What the server logged so far (all runs), for failure messages.
     pub fn stderr(&self) -> String {
         read_logs(self.root.path())
