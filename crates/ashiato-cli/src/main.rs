@@ -1,12 +1,14 @@
 //! The `ashiato` binary: `serve` runs the server; `demo`, `trace`, `traces`
 //! and `logs` are clients of a running server.
 
+mod access_settings;
 mod client;
 mod demo;
 mod error_settings;
 mod issues;
 mod render;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,8 @@ enum Command {
     Issues(issues::IssuesArgs),
     /// Show one issue (stack, facets, samples), or resolve, ignore or reopen it.
     Issue(issues::IssueArgs),
+    /// Create, revoke or list API tokens (the server reloads them on change).
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => client::logs(args),
         Command::Issues(args) => issues::list(args),
         Command::Issue(args) => issues::issue(args),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

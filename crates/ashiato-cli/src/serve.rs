@@ -26,9 +26,11 @@ use serde::Deserialize;
 #[command(
     after_help = "Every option can also be set by its environment variable or in the TOML file \
 given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
-error_settle, error_tracking, webhook, webhook_format, public_url). \
+error_settle, error_tracking, webhook, webhook_format, public_url, tokens_file, allow_otlp_grpc, \
+allow_otlp_http, allow_http, allow_datadog, insecure_no_auth, [[token]]). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
-by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
+by default; use 0.0.0.0 to accept remote connections (this needs tokens, see `ashiato token`, or \
+--allow-* networks, or --insecure-no-auth) and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
 )]
 pub struct ServeArgs {
@@ -68,6 +70,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     errors: crate::error_settings::ErrorArgs,
+
+    #[command(flatten)]
+    access: crate::access_settings::AccessArgs,
 }
 
 /// A listener setting: an address, or turned off.
@@ -93,6 +98,13 @@ struct FileConfig {
     public_url: Option<String>,
     error_settle: Option<String>,
     error_tracking: Option<bool>,
+    tokens_file: Option<PathBuf>,
+    token: Option<Vec<crate::access_settings::FileToken>>,
+    allow_otlp_grpc: Option<Vec<String>>,
+    allow_otlp_http: Option<Vec<String>>,
+    allow_http: Option<Vec<String>>,
+    allow_datadog: Option<Vec<String>>,
+    insecure_no_auth: Option<bool>,
 }
 
 /// A size in a config file may be a plain integer or a string with a unit.
@@ -184,6 +196,18 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
             error_settle: &file.error_settle,
         },
     )?;
+    let access = crate::access_settings::resolve(
+        &args.access,
+        crate::access_settings::FileAccess {
+            tokens_file: &file.tokens_file,
+            token: &file.token,
+            allow_otlp_grpc: &file.allow_otlp_grpc,
+            allow_otlp_http: &file.allow_otlp_http,
+            allow_http: &file.allow_http,
+            allow_datadog: &file.allow_datadog,
+            insecure_no_auth: &file.insecure_no_auth,
+        },
+    )?;
     let defaults = ServerConfig::new(DEFAULT_DATA_DIR);
     let from_file = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Listen>> {
         value
@@ -242,6 +266,7 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         retention,
         max_message_bytes,
         errors,
+        access,
     })
 }
 

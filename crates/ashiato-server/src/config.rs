@@ -42,6 +42,8 @@ pub struct ServerConfig {
     /// Largest OTLP message accepted: the gRPC decoding limit, and the
     /// HTTP body limit both before and after decompression.
     pub max_message_bytes: usize,
+    /// Tokens, allow-lists and the exposure check (`auth.rs`).
+    pub access: crate::auth::AccessConfig,
 }
 
 impl ServerConfig {
@@ -56,6 +58,7 @@ impl ServerConfig {
             errors: crate::errors::ErrorsConfig::default(),
             retention: DEFAULT_RETENTION,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            access: crate::auth::AccessConfig::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! optional address in [`ServerConfig`], a bound listener in
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
+pub mod auth;
 mod config;
 pub mod datadog;
 mod errors;
@@ -81,11 +82,15 @@ pub struct Server {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     failures: mpsc::UnboundedReceiver<anyhow::Error>,
+    /// Polls the tokens file; aborted at shutdown.
+    tokens_watch: JoinHandle<()>,
 }
 
 impl Server {
     /// Opens the store, binds every enabled listener and starts serving.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        auth::check_exposure(&config)?;
+        let access = auth::Access::load(&config)?;
         let store = open_store(&config).await?;
         let grpc_listener = bind_optional("otlp-grpc", config.otlp_grpc).await?;
         let otlp_http_listener = bind_optional("otlp-http", config.otlp_http).await?;
@@ -120,9 +125,11 @@ impl Server {
         };
         if let Some(listener) = grpc_listener {
             let routes = otlp_grpc::routes(ingest.clone(), config.max_message_bytes);
+            let grpc_gate = access.gate(auth::Listener::OtlpGrpc);
             let stop_signal = spawner.stop_signal();
             tasks.push(spawner.spawn("otlp-grpc", async move {
                 tonic::transport::Server::builder()
+                    .layer(auth::GrpcGateLayer(grpc_gate))
                     .layer(tower::util::MapResponseLayer::new(
                         otlp_grpc::oversize_as_resource_exhausted,
                     ))
@@ -137,6 +144,7 @@ impl Server {
         }
         if let Some(listener) = otlp_http_listener {
             let app = otlp_http::router(ingest.clone(), config.max_message_bytes);
+            let app = gated(app, &access, auth::Listener::OtlpHttp);
             tasks.push(spawner.spawn_axum("otlp-http", listener, app));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
@@ -144,11 +152,14 @@ impl Server {
             datadog::routers(ingest.clone(), config.max_message_bytes);
         let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
+        let app = gated(app, &access, auth::Listener::Http);
         tasks.push(spawner.spawn_axum("http", http_listener, app));
         if let Some(listener) = datadog_listener {
+            let datadog_app = gated(datadog_app, &access, auth::Listener::Datadog);
             tasks.push(spawner.spawn_axum("datadog", listener, datadog_app));
         }
 
+        let tokens_watch = access.watch(config.access.tokens_poll);
         readiness.set(true);
         tracing::info!(
             otlp_grpc = ?addrs.otlp_grpc,
@@ -166,6 +177,7 @@ impl Server {
             stop,
             tasks,
             failures,
+            tokens_watch,
         })
     }
 
@@ -187,6 +199,7 @@ impl Server {
         self.readiness.set(false);
         // receivers live in the tasks; a send error only means they all ended
         let _ = self.stop.send(true);
+        self.tokens_watch.abort();
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         let mut first_error = None;
         for (name, task) in self.tasks {
@@ -287,6 +300,15 @@ fn local_addr(listener: Option<&TcpListener>) -> anyhow::Result<Option<SocketAdd
         .transpose()
 }
 
+/// `app` behind the access gate of `listener`: outermost, so refusals come
+/// before routing and never tell whether a path exists.
+fn gated(app: axum::Router, access: &Arc<auth::Access>, listener: auth::Listener) -> axum::Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        access.gate(listener),
+        auth::http_middleware,
+    ))
+}
+
 /// Spawns listener tasks that stop on the shared signal and report failures.
 struct Spawner {
     stopped: watch::Receiver<bool>,
@@ -326,6 +348,8 @@ impl Spawner {
     ) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
         let stop_signal = self.stop_signal();
         self.spawn(name, async move {
+            // the source address feeds the access gate (allow-lists, limits)
+            let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop_signal)
                 .await
