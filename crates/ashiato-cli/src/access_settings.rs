@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use ashiato_server::auth::{AccessConfig, AllowLists, Cidr, tokens};
+use ashiato_server::tls::TlsConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Default, clap::Args)]
@@ -40,6 +41,52 @@ pub struct AccessArgs {
     /// reaches the ports can read and write everything)
     #[arg(long, env = "ASHIATO_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+
+    /// PEM certificate chain: serve TLS on every listener (with --tls-key;
+    /// reloaded when the file changes)
+    #[arg(
+        long,
+        env = "ASHIATO_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "ASHIATO_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: the ingest listeners then require client
+    /// certificates signed by them
+    #[arg(long, env = "ASHIATO_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// The TLS settings: flags over the file's `tls_cert`, `tls_key`,
+/// `tls_client_ca`.
+pub fn resolve_tls(
+    args: &AccessArgs,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    client_ca: &Option<PathBuf>,
+) -> anyhow::Result<Option<TlsConfig>> {
+    let cert = args.tls_cert.clone().or_else(|| cert.clone());
+    let key = args.tls_key.clone().or_else(|| key.clone());
+    let client_ca = args.tls_client_ca.clone().or_else(|| client_ca.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsConfig {
+            client_ca,
+            ..TlsConfig::new(cert, key)
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => anyhow::bail!("tls_client_ca needs tls_cert and tls_key"),
+        _ => anyhow::bail!("tls_cert and tls_key go together: set both or neither"),
+    }
 }
 
 /// A `[[token]]` table of the config file.

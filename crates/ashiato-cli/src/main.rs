@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: OTLP ingest, embedded store, query API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send realistic demo traffic (an order flow across several services) over OTLP.
     Demo(demo::DemoArgs),
     /// Print one trace as a span tree.
@@ -45,7 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Trace(args) => client::trace(args),
         Command::Traces(args) => client::traces(args),

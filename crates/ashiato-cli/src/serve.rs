@@ -27,7 +27,7 @@ use serde::Deserialize;
     after_help = "Every option can also be set by its environment variable or in the TOML file \
 given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
 error_settle, error_tracking, webhook, webhook_format, public_url, tokens_file, allow_otlp_grpc, \
-allow_otlp_http, allow_http, allow_datadog, insecure_no_auth, [[token]]). \
+allow_otlp_http, allow_http, allow_datadog, insecure_no_auth, tls_cert, tls_key, tls_client_ca, [[token]]). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
 by default; use 0.0.0.0 to accept remote connections (this needs tokens, see `ashiato token`, or \
 --allow-* networks, or --insecure-no-auth) and port 0 to pick a free port. \
@@ -105,6 +105,9 @@ struct FileConfig {
     allow_http: Option<Vec<String>>,
     allow_datadog: Option<Vec<String>>,
     insecure_no_auth: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// A size in a config file may be a plain integer or a string with a unit.
@@ -208,6 +211,12 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
             insecure_no_auth: &file.insecure_no_auth,
         },
     )?;
+    let tls = crate::access_settings::resolve_tls(
+        &args.access,
+        &file.tls_cert,
+        &file.tls_key,
+        &file.tls_client_ca,
+    )?;
     let defaults = ServerConfig::new(DEFAULT_DATA_DIR);
     let from_file = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Listen>> {
         value
@@ -267,6 +276,7 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         max_message_bytes,
         errors,
         access,
+        tls,
     })
 }
 

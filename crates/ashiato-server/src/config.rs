@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Tokens, allow-lists and the exposure check (`auth.rs`).
     pub access: crate::auth::AccessConfig,
+    /// TLS on every listener (`tls.rs`); `None` serves plain TCP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl ServerConfig {
@@ -59,6 +61,7 @@ impl ServerConfig {
             retention: DEFAULT_RETENTION,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             access: crate::auth::AccessConfig::default(),
+            tls: None,
         }
     }
 

@@ -22,6 +22,7 @@ mod intake;
 mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod tls;
 
 use std::future::Future;
 use std::io::Write;
@@ -82,8 +83,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     failures: mpsc::UnboundedReceiver<anyhow::Error>,
-    /// Polls the tokens file; aborted at shutdown.
-    tokens_watch: JoinHandle<()>,
+    /// Poll the tokens file and the TLS files; aborted at shutdown.
+    watches: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -91,6 +92,13 @@ impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         auth::check_exposure(&config)?;
         let access = auth::Access::load(&config)?;
+        let (tls, tls_watch) = match &config.tls {
+            Some(tls_config) => {
+                let (tls, watch) = tls::Tls::start(tls_config)?;
+                (Some(tls), Some(watch))
+            }
+            None => (None, None),
+        };
         let store = open_store(&config).await?;
         let grpc_listener = bind_optional("otlp-grpc", config.otlp_grpc).await?;
         let otlp_http_listener = bind_optional("otlp-http", config.otlp_http).await?;
@@ -122,30 +130,46 @@ impl Server {
         let spawner = Spawner {
             stopped,
             failure_sender,
+            tls,
         };
         if let Some(listener) = grpc_listener {
             let routes = otlp_grpc::routes(ingest.clone(), config.max_message_bytes);
             let grpc_gate = access.gate(auth::Listener::OtlpGrpc);
             let stop_signal = spawner.stop_signal();
+            let tls_acceptor = spawner.tls.as_ref().map(|tls| tls.ingest.clone());
             tasks.push(spawner.spawn("otlp-grpc", async move {
-                tonic::transport::Server::builder()
+                let server = tonic::transport::Server::builder()
                     .layer(auth::GrpcGateLayer(grpc_gate))
                     .layer(tower::util::MapResponseLayer::new(
                         otlp_grpc::oversize_as_resource_exhausted,
                     ))
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener),
-                        stop_signal,
-                    )
-                    .await
-                    .context("otlp-grpc server failed")
+                    .add_routes(routes);
+                match tls_acceptor {
+                    None => {
+                        server
+                            .serve_with_incoming_shutdown(
+                                tonic::transport::server::TcpIncoming::from(listener),
+                                stop_signal,
+                            )
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let (connections, _) = tls::accept_loop(listener, acceptor);
+                        let incoming = tokio_stream::wrappers::ReceiverStream::new(connections);
+                        let incoming =
+                            tokio_stream::StreamExt::map(incoming, Ok::<_, std::io::Error>);
+                        server
+                            .serve_with_incoming_shutdown(incoming, stop_signal)
+                            .await
+                    }
+                }
+                .context("otlp-grpc server failed")
             }));
         }
         if let Some(listener) = otlp_http_listener {
             let app = otlp_http::router(ingest.clone(), config.max_message_bytes);
             let app = gated(app, &access, auth::Listener::OtlpHttp);
-            tasks.push(spawner.spawn_axum("otlp-http", listener, app));
+            tasks.push(spawner.spawn_axum("otlp-http", listener, app, true));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
         let (datadog_app, datadog_logs) =
@@ -153,13 +177,14 @@ impl Server {
         let app = http_app::router(query, readiness.clone()).merge(datadog_logs);
         let app = app.merge(error_tracking.api_router());
         let app = gated(app, &access, auth::Listener::Http);
-        tasks.push(spawner.spawn_axum("http", http_listener, app));
+        tasks.push(spawner.spawn_axum("http", http_listener, app, false));
         if let Some(listener) = datadog_listener {
             let datadog_app = gated(datadog_app, &access, auth::Listener::Datadog);
-            tasks.push(spawner.spawn_axum("datadog", listener, datadog_app));
+            tasks.push(spawner.spawn_axum("datadog", listener, datadog_app, true));
         }
 
-        let tokens_watch = access.watch(config.access.tokens_poll);
+        let mut watches = vec![access.watch(config.access.tokens_poll)];
+        watches.extend(tls_watch);
         readiness.set(true);
         tracing::info!(
             otlp_grpc = ?addrs.otlp_grpc,
@@ -177,7 +202,7 @@ impl Server {
             stop,
             tasks,
             failures,
-            tokens_watch,
+            watches,
         })
     }
 
@@ -199,7 +224,9 @@ impl Server {
         self.readiness.set(false);
         // receivers live in the tasks; a send error only means they all ended
         let _ = self.stop.send(true);
-        self.tokens_watch.abort();
+        for watch in &self.watches {
+            watch.abort();
+        }
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         let mut first_error = None;
         for (name, task) in self.tasks {
@@ -313,6 +340,8 @@ fn gated(app: axum::Router, access: &Arc<auth::Access>, listener: auth::Listener
 struct Spawner {
     stopped: watch::Receiver<bool>,
     failure_sender: mpsc::UnboundedSender<anyhow::Error>,
+    /// TLS acceptors when `--tls-cert` is set.
+    tls: Option<tls::Tls>,
 }
 
 impl Spawner {
@@ -340,20 +369,41 @@ impl Spawner {
         (name, task)
     }
 
+    /// Serves `app` on `listener`, over TLS when configured (`ingest`:
+    /// client certificates as configured for ingest listeners).
     fn spawn_axum(
         &self,
         name: &'static str,
         listener: TcpListener,
         app: axum::Router,
+        ingest: bool,
     ) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
         let stop_signal = self.stop_signal();
+        // the source address feeds the access gate (allow-lists, limits)
+        let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
+        let acceptor = self.tls.as_ref().map(|tls| {
+            if ingest {
+                tls.ingest.clone()
+            } else {
+                tls.plain.clone()
+            }
+        });
         self.spawn(name, async move {
-            // the source address feeds the access gate (allow-lists, limits)
-            let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop_signal)
-                .await
-                .with_context(|| format!("{name} server failed"))
+            match acceptor {
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop_signal)
+                        .await
+                }
+                Some(acceptor) => {
+                    let (connections, local) = tls::accept_loop(listener, acceptor);
+                    let listener = tls::TlsListener { connections, local };
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop_signal)
+                        .await
+                }
+            }
+            .with_context(|| format!("{name} server failed"))
         })
     }
 }

@@ -13,4 +13,5 @@ mod errors;
 mod errors_alerts;
 mod sdk;
 mod support;
+mod tls;
 mod ui;
