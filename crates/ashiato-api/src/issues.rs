@@ -3,7 +3,8 @@
 //! - `GET /api/v1/issues?status=&service=&environment=&source=span|log&q=&sort=last_seen|first_seen|count&limit=`
 //!   → `{"issues":[...]}`
 //! - `GET /api/v1/issues/{id}` → the list fields plus `resolved_in_version`,
-//!   `stack`, `hourly_14d`, `fingerprint`, `samples`, `facets`
+//!   `status_history` (who changed the status when), `stack`, `hourly_14d`,
+//!   `fingerprint`, `samples`, `facets`
 //! - `PATCH /api/v1/issues/{id}` with `{"status":"resolved"|"ignored"|"open",
 //!   "resolved_in_version":optional}` → the updated issue
 //! - `GET /api/v1/notifications` → recent webhook deliveries (per
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use ashiato_errors::{
     Delivery, DeliveryStatus, ErrorsDbError, Facet, Frame, IssueDetail, IssueFilter, IssueId,
-    IssueSort, IssueStatus, IssueStore, IssueSummary, Sample, Source,
+    IssueSort, IssueStatus, IssueStore, IssueSummary, Sample, Source, StatusChange,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -103,11 +104,41 @@ pub struct IssueDetailDto {
     #[serde(flatten)]
     pub issue: IssueDto,
     pub resolved_in_version: Option<String>,
+    /// Status changes made through the API, newest first, with who made
+    /// them (token name or source network; `null` without access control).
+    pub status_history: Vec<StatusChangeDto>,
     pub stack: Vec<FrameDto>,
     pub hourly_14d: Vec<u64>,
     pub fingerprint: FingerprintDto,
     pub samples: Vec<SampleDto>,
     pub facets: Vec<FacetDto>,
+}
+
+#[derive(Serialize)]
+pub struct StatusChangeDto {
+    pub time_unix_nano: String,
+    pub status: &'static str,
+    pub resolved_in_version: Option<String>,
+    pub changed_by: Option<String>,
+}
+
+impl From<&StatusChange> for StatusChangeDto {
+    fn from(change: &StatusChange) -> StatusChangeDto {
+        StatusChangeDto {
+            time_unix_nano: change.time_unix_nano.to_string(),
+            status: change.status.as_str(),
+            resolved_in_version: change.resolved_in_version.clone(),
+            changed_by: change.changed_by.clone(),
+        }
+    }
+}
+
+/// The detail DTO with the status history, which the issue store keeps
+/// apart from the detail.
+fn detail_dto(detail: &IssueDetail, history: &[StatusChange]) -> IssueDetailDto {
+    let mut dto = IssueDetailDto::from(detail);
+    dto.status_history = history.iter().map(StatusChangeDto::from).collect();
+    dto
 }
 
 #[derive(Serialize)]
@@ -200,6 +231,7 @@ impl From<&IssueDetail> for IssueDetailDto {
         IssueDetailDto {
             issue: IssueDto::from(&detail.summary),
             resolved_in_version: detail.summary.resolved_in_version.clone(),
+            status_history: Vec::new(),
             stack: detail.stack.iter().map(FrameDto::from).collect(),
             hourly_14d: detail.hourly_14d.clone(),
             fingerprint: FingerprintDto {
@@ -333,13 +365,17 @@ async fn get_issue(
     Path(id): Path<String>,
 ) -> Result<Json<IssueDetailDto>, ApiError> {
     let id = issue_id(&id)?;
-    let detail = blocking(&state, move |issues| issues.get(&id)).await?;
-    Ok(Json(IssueDetailDto::from(&detail)))
+    let (detail, history) = blocking(&state, move |issues| {
+        Ok((issues.get(&id)?, issues.status_history(&id)?))
+    })
+    .await?;
+    Ok(Json(detail_dto(&detail, &history)))
 }
 
 async fn patch_issue(
     State(state): State<IssuesState>,
     Path(id): Path<String>,
+    actor: Option<axum::Extension<crate::Actor>>,
     body: Result<Json<IssuePatch>, JsonRejection>,
 ) -> Result<Json<IssueDetailDto>, ApiError> {
     let id = issue_id(&id)?;
@@ -350,13 +386,20 @@ async fn patch_issue(
     let version = patch
         .resolved_in_version
         .filter(|text| !text.trim().is_empty());
-    let detail = blocking(&state, move |issues| {
-        issues.set_status(&id, status, version.as_deref())?;
-        issues.get(&id)
+    let actor = actor.map(|axum::Extension(crate::Actor(name))| name);
+    let changed_by = actor.clone();
+    let (detail, history) = blocking(&state, move |issues| {
+        issues.set_status_by(&id, status, version.as_deref(), changed_by.as_deref())?;
+        Ok((issues.get(&id)?, issues.status_history(&id)?))
     })
     .await?;
-    tracing::info!(issue = %detail.summary.id, status = status.as_str(), "issue status changed");
-    Ok(Json(IssueDetailDto::from(&detail)))
+    tracing::info!(
+        issue = %detail.summary.id,
+        status = status.as_str(),
+        by = actor.as_deref().unwrap_or("-"),
+        "issue status changed"
+    );
+    Ok(Json(detail_dto(&detail, &history)))
 }
 
 async fn list_notifications(

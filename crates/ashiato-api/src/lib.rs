@@ -32,6 +32,12 @@ use axum::{Json, Router};
 
 pub use error::ApiError;
 
+/// Who makes a request, when access control identified them (a token's
+/// name or a source network): put in the request's extensions by the
+/// server's access gate, recorded on issue changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
 use crate::dto::{
     LogDto, LogsResponse, OperationsResponse, ServicesResponse, TraceResponse, TraceSummaryDto,
     TracesResponse,

@@ -20,6 +20,17 @@ pub struct ServerArg {
     /// ashiato server (its UI/API listener) to ask
     #[arg(long, env = "ASHIATO_SERVER", default_value = "http://127.0.0.1:8800")]
     pub server: String,
+    /// API token (scope read; admin to change issues), when the server
+    /// requires one
+    #[arg(long, env = "ASHIATO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServerArg {
+    /// The API client for this server and token.
+    pub fn api(&self) -> Api {
+        Api::new(&self.server).with_token(self.token.as_deref())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,7 +123,7 @@ pub struct TimeWindow {
 pub fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let id = TraceId::from_hex(args.trace_id.trim())
         .map_err(|error| anyhow::anyhow!("invalid trace id {:?}: {error}", args.trace_id))?;
-    let api = Api::new(&args.server.server);
+    let api = args.server.api();
     let document = api.get_json(&format!("/api/v1/traces/{}", id.to_hex()), &[])?;
     if args.json {
         return print_json(&document);
@@ -125,7 +136,7 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<()> {
 
 /// `ashiato traces`.
 pub fn traces(args: TracesArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.server.server);
+    let api = args.server.api();
     let document = api.get_json("/api/v1/traces", &traces_query(&args)?)?;
     if args.json {
         return print_json(&document);
@@ -139,7 +150,7 @@ pub fn traces(args: TracesArgs) -> anyhow::Result<()> {
 
 /// `ashiato logs`.
 pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.server.server);
+    let api = args.server.api();
     let document = api.get_json("/api/v1/logs", &logs_query(&args)?)?;
     if args.json {
         return print_json(&document);
@@ -302,6 +313,7 @@ mod tests {
             json: false,
             server: ServerArg {
                 server: String::new(),
+                token: None,
             },
         };
         let query = traces_query(&args).unwrap();
@@ -334,6 +346,7 @@ mod tests {
             json: false,
             server: ServerArg {
                 server: String::new(),
+                token: None,
             },
         };
         let query = logs_query(&args).unwrap();

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use serde_json::{Value, json};
 
 use crate::client::ServerArg;
-use crate::client::http::{Api, agent, normalise_base, status_error, unreachable_error};
+use crate::client::http::{agent, normalise_base, status_error, unreachable_error};
 use crate::render::timefmt::format_unix_nanos;
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +65,7 @@ pub struct IssueArgs {
 }
 
 pub fn list(args: IssuesArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.server.server);
+    let api = args.server.api();
     let mut query = Vec::new();
     let options = [
         ("status", &args.status),
@@ -95,7 +95,7 @@ pub fn list(args: IssuesArgs) -> anyhow::Result<()> {
 pub fn issue(args: IssueArgs) -> anyhow::Result<()> {
     let path = format!("/api/v1/issues/{}", args.id.trim());
     let document = match args.action {
-        None => Api::new(&args.server.server).get_json(&path, &[])?,
+        None => args.server.api().get_json(&path, &[])?,
         Some(action) => {
             let status = match action {
                 IssueAction::Resolve => "resolved",
@@ -106,7 +106,7 @@ pub fn issue(args: IssueArgs) -> anyhow::Result<()> {
             if let (IssueAction::Resolve, Some(version)) = (action, &args.in_version) {
                 body["resolved_in_version"] = json!(version);
             }
-            patch(&args.server.server, &path, &body)?
+            patch(&args.server, &path, &body)?
         }
     };
     let text = if args.json {
@@ -124,12 +124,16 @@ fn print(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn patch(server: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
-    let base = normalise_base(server);
+fn patch(server: &ServerArg, path: &str, body: &Value) -> anyhow::Result<Value> {
+    let base = normalise_base(&server.server);
     let url = format!("{base}{path}");
-    let mut response = agent()
+    let mut request = agent()
         .patch(&url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(token) = &server.token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request
         .send(body.to_string())
         .map_err(|error| unreachable_error(&base, &error))?;
     let status = response.status().as_u16();
@@ -219,6 +223,19 @@ pub fn render_detail(issue: &Value) -> String {
     );
     if let Some(version) = issue["resolved_in_version"].as_str() {
         let _ = writeln!(out, "resolved in version {version}");
+    }
+    let last_change = issue["status_history"]
+        .as_array()
+        .and_then(|history| history.first());
+    if let Some(change) = last_change
+        && let Some(by) = change["changed_by"].as_str()
+    {
+        let _ = writeln!(
+            out,
+            "set {} by {by} at {}",
+            text(change, "status"),
+            nanos(change, "time_unix_nano")
+        );
     }
     let _ = writeln!(out, "culprit {}", or_dash(text(issue, "culprit")));
     let _ = writeln!(out, "message {}", text(issue, "message"));

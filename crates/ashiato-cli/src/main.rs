@@ -1,12 +1,14 @@
 //! The `ashiato` binary: `serve` runs the server; `demo`, `trace`, `traces`
 //! and `logs` are clients of a running server.
 
+mod access_settings;
 mod client;
 mod demo;
 mod error_settings;
 mod issues;
 mod render;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -23,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: OTLP ingest, embedded store, query API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send realistic demo traffic (an order flow across several services) over OTLP.
     Demo(demo::DemoArgs),
     /// Print one trace as a span tree.
@@ -36,18 +38,21 @@ enum Command {
     Issues(issues::IssuesArgs),
     /// Show one issue (stack, facets, samples), or resolve, ignore or reopen it.
     Issue(issues::IssueArgs),
+    /// Create, revoke or list API tokens (the server reloads them on change).
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Trace(args) => client::trace(args),
         Command::Traces(args) => client::traces(args),
         Command::Logs(args) => client::logs(args),
         Command::Issues(args) => issues::list(args),
         Command::Issue(args) => issues::issue(args),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,9 +28,11 @@ use serde::Deserialize;
     after_help = "Every option can also be set by its environment variable or in the TOML file \
 given by --config (keys: otlp_grpc, otlp_http, datadog, http, data_dir, retention, max_message_size, \
 max_inflight_size, max_connections, allowed_hosts, error_settle, error_tracking, webhook, webhook_format, public_url, \
-notify_storm_threshold, notify_storm_window). \
+notify_storm_threshold, notify_storm_window, tokens_file, allow_otlp_grpc, allow_otlp_http, allow_http, \
+allow_datadog, insecure_no_auth, tls_cert, tls_key, tls_client_ca, [[token]]). \
 Precedence: flag, then environment, then config file, then default. Listeners bind 127.0.0.1 \
-by default; use 0.0.0.0 to accept remote connections and port 0 to pick a free port. \
+by default; use 0.0.0.0 to accept remote connections (this needs tokens, see `ashiato token`, or \
+--allow-* networks, or --insecure-no-auth) and port 0 to pick a free port. \
 Bound addresses are printed to stdout as `listening <name> <addr>` lines, then `ready`."
 )]
 pub struct ServeArgs {
@@ -97,6 +99,8 @@ pub struct ServeArgs {
     /// valid, else the error. Binds nothing and does not open the store.
     #[arg(long)]
     check_config: bool,
+    #[command(flatten)]
+    access: crate::access_settings::AccessArgs,
 }
 
 /// A listener setting: an address, or turned off.
@@ -127,6 +131,16 @@ struct FileConfig {
     error_tracking: Option<bool>,
     notify_storm_threshold: Option<u64>,
     notify_storm_window: Option<String>,
+    tokens_file: Option<PathBuf>,
+    token: Option<Vec<crate::access_settings::FileToken>>,
+    allow_otlp_grpc: Option<Vec<String>>,
+    allow_otlp_http: Option<Vec<String>>,
+    allow_http: Option<Vec<String>>,
+    allow_datadog: Option<Vec<String>>,
+    insecure_no_auth: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// A size in a config file may be a plain integer or a string with a unit.
@@ -256,6 +270,24 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
             notify_storm_window: &file.notify_storm_window,
         },
     )?;
+    let access = crate::access_settings::resolve(
+        &args.access,
+        crate::access_settings::FileAccess {
+            tokens_file: &file.tokens_file,
+            token: &file.token,
+            allow_otlp_grpc: &file.allow_otlp_grpc,
+            allow_otlp_http: &file.allow_otlp_http,
+            allow_http: &file.allow_http,
+            allow_datadog: &file.allow_datadog,
+            insecure_no_auth: &file.insecure_no_auth,
+        },
+    )?;
+    let tls = crate::access_settings::resolve_tls(
+        &args.access,
+        &file.tls_cert,
+        &file.tls_key,
+        &file.tls_client_ca,
+    )?;
     let defaults = ServerConfig::new(DEFAULT_DATA_DIR);
     let from_file = |key: &str, value: &Option<String>| -> anyhow::Result<Option<Listen>> {
         value
@@ -324,6 +356,8 @@ fn resolve(args: &ServeArgs, file: Option<FileConfig>) -> anyhow::Result<ServerC
         } else {
             args.allowed_hosts.clone()
         },
+        access,
+        tls,
     })
 }
 

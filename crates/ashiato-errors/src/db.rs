@@ -25,6 +25,7 @@ use crate::fingerprint::Fingerprint;
 use crate::stack::Frame;
 use crate::types::{
     Facet, IssueDetail, IssueFilter, IssueId, IssueSort, IssueStatus, IssueSummary, Sample, Source,
+    StatusChange,
 };
 
 /// Distinct values kept per issue and attribute key; more are not counted
@@ -97,6 +98,14 @@ CREATE TABLE IF NOT EXISTS facets (
     count INTEGER NOT NULL,
     PRIMARY KEY (issue_id, key, value)
 );
+CREATE TABLE IF NOT EXISTS status_changes (
+    issue_id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    resolved_in_version TEXT,
+    changed_by TEXT
+);
+CREATE INDEX IF NOT EXISTS status_changes_issue ON status_changes (issue_id, time);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -787,6 +796,27 @@ pub fn detail(
     })
 }
 
+/// The latest hand-made status changes of an issue (twenty), newest first.
+pub fn status_history(
+    connection: &Connection,
+    id: &IssueId,
+) -> Result<Vec<StatusChange>, ErrorsDbError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT time, status, resolved_in_version, changed_by FROM status_changes
+         WHERE issue_id = ?1 ORDER BY time DESC, rowid DESC LIMIT 20",
+    )?;
+    let rows = statement.query_map([id.as_str()], |row| {
+        let status: String = row.get(1)?;
+        Ok(StatusChange {
+            time_unix_nano: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+            status: IssueStatus::parse(&status).unwrap_or(IssueStatus::Open),
+            resolved_in_version: row.get(2)?,
+            changed_by: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, rusqlite::Error>>()?)
+}
+
 /// Top values per key (ten), keys by how many occurrences carry them.
 fn facets(connection: &Connection, id: &IssueId) -> Result<Vec<Facet>, ErrorsDbError> {
     let mut statement = connection.prepare_cached(
@@ -827,12 +857,14 @@ fn facets(connection: &Connection, id: &IssueId) -> Result<Vec<Facet>, ErrorsDbE
         .collect())
 }
 
-/// Sets an issue's status (resolving optionally in a version).
+/// Sets an issue's status (resolving optionally in a version), recording
+/// the change and who made it (`changed_by`, when known) in its history.
 pub fn set_status(
     connection: &Connection,
     id: &IssueId,
     status: IssueStatus,
     resolved_in_version: Option<&str>,
+    changed_by: Option<&str>,
     now: u64,
 ) -> Result<IssueSummary, ErrorsDbError> {
     let resolved_in = match status {
@@ -848,6 +880,17 @@ pub fn set_status(
     if changed == 0 {
         return Err(ErrorsDbError::NotFound(id.clone()));
     }
+    connection.execute(
+        "INSERT INTO status_changes (issue_id, time, status, resolved_in_version, changed_by)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            id.as_str(),
+            to_i64(now),
+            status.as_str(),
+            resolved_in,
+            changed_by
+        ],
+    )?;
     summary(connection, id, now)
 }
 

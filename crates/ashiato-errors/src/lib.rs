@@ -66,7 +66,7 @@ pub use tracker::{DEFAULT_SETTLE, IssueStore, RESCAN_MARGIN, Tracker, now_unix_n
 pub use types::{
     Candidate, CandidateKind, Delivery, DeliveryStatus, Facet, IssueDetail, IssueEvent,
     IssueEventKind, IssueFilter, IssueId, IssueSort, IssueStatus, IssueSummary, Sample, Source,
-    SpanLink, TraceSource, TreeNode,
+    SpanLink, StatusChange, TraceSource, TreeNode,
 };
 
 /// The database file under the data directory.

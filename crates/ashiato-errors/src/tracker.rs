@@ -40,7 +40,7 @@ use crate::settle::{Decided, Tree, decide_lone, decide_trace};
 use crate::stack::{self, Frame};
 use crate::types::{
     Candidate, CandidateKind, IssueDetail, IssueEvent, IssueEventKind, IssueFilter, IssueId,
-    IssueStatus, IssueSummary, Sample, SpanLink, TraceSource, TreeNode,
+    IssueStatus, IssueSummary, Sample, SpanLink, StatusChange, TraceSource, TreeNode,
 };
 
 /// How far before the watermark recovery looks (data time vs arrival).
@@ -626,8 +626,31 @@ impl IssueStore {
         status: IssueStatus,
         resolved_in_version: Option<&str>,
     ) -> Result<IssueSummary, ErrorsDbError> {
+        self.set_status_by(id, status, resolved_in_version, None)
+    }
+
+    /// Status changes made by hand (resolve, ignore, reopen), newest first.
+    pub fn status_history(&self, id: &IssueId) -> Result<Vec<StatusChange>, ErrorsDbError> {
+        self.with(|connection| db::status_history(connection, id))
+    }
+
+    /// [`IssueStore::set_status`], recording who made the change.
+    pub fn set_status_by(
+        &self,
+        id: &IssueId,
+        status: IssueStatus,
+        resolved_in_version: Option<&str>,
+        changed_by: Option<&str>,
+    ) -> Result<IssueSummary, ErrorsDbError> {
         self.with(|connection| {
-            db::set_status(connection, id, status, resolved_in_version, now_unix_nano())
+            db::set_status(
+                connection,
+                id,
+                status,
+                resolved_in_version,
+                changed_by,
+                now_unix_nano(),
+            )
         })
     }
 }

@@ -224,6 +224,17 @@ pub struct IssueDetail {
     pub facets: Vec<Facet>,
 }
 
+/// One status change made through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub time_unix_nano: u64,
+    pub status: IssueStatus,
+    pub resolved_in_version: Option<String>,
+    /// The token name (or source network) that made it; `None` without
+    /// access control.
+    pub changed_by: Option<String>,
+}
+
 /// How lists are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IssueSort {

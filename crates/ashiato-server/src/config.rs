@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// Host names the UI/API listener answers to besides IP literals and
     /// `localhost` (DNS-rebinding defence, see `browser`).
     pub allowed_hosts: Vec<String>,
+    /// Tokens, allow-lists and the exposure check (`auth.rs`).
+    pub access: crate::auth::AccessConfig,
+    /// TLS on every listener (`tls.rs`); `None` serves plain TCP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl ServerConfig {
@@ -76,6 +80,8 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             inactivity_timeout: crate::conn_limits::INACTIVITY_TIMEOUT,
             allowed_hosts: Vec::new(),
+            access: crate::auth::AccessConfig::default(),
+            tls: None,
         }
     }
 

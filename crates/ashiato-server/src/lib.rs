@@ -13,6 +13,7 @@
 //! [`Server::start`], a line in [`BoundAddrs::lines`].
 
 mod admin;
+pub mod auth;
 mod browser;
 mod config;
 mod conn_limits;
@@ -27,6 +28,7 @@ mod notify;
 pub mod otlp_grpc;
 pub mod otlp_http;
 mod resend;
+pub mod tls;
 
 use std::future::Future;
 use std::io::Write;
@@ -91,11 +93,22 @@ pub struct Server {
     draining: conn_limits::Draining,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     failures: mpsc::UnboundedReceiver<anyhow::Error>,
+    /// Poll the tokens file and the TLS files; aborted at shutdown.
+    watches: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Opens the store, binds every enabled listener and starts serving.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        auth::check_exposure(&config)?;
+        let access = auth::Access::load(&config)?;
+        let (tls, tls_watch) = match &config.tls {
+            Some(tls_config) => {
+                let (tls, watch) = tls::Tls::start(tls_config)?;
+                (Some(tls), Some(watch))
+            }
+            None => (None, None),
+        };
         let store = open_store(&config).await?;
         let grpc_listener = bind_optional("otlp-grpc", config.otlp_grpc).await?;
         let otlp_http_listener = bind_optional("otlp-http", config.otlp_http).await?;
@@ -136,6 +149,7 @@ impl Server {
             max_connections: config.max_connections,
             inactivity: config.inactivity_timeout,
             draining: draining.clone(),
+            tls,
         };
         if let Some(listener) = grpc_listener {
             let routes = otlp_grpc::routes(
@@ -143,22 +157,39 @@ impl Server {
                 config.max_message_bytes,
             );
             let timing = timed("otlp-grpc");
+            let grpc_gate = access.gate(auth::Listener::OtlpGrpc);
             let stop_signal = spawner.stop_signal();
             let incoming_stop = spawner.stop_signal();
             let listener = spawner.limited("otlp-grpc", listener);
+            let tls_acceptor = spawner.tls.as_ref().map(|tls| tls.ingest.clone());
             tasks.push(spawner.spawn("otlp-grpc", async move {
-                tonic::transport::Server::builder()
+                let server = tonic::transport::Server::builder()
                     .layer(timing)
+                    .layer(auth::GrpcGateLayer(grpc_gate))
                     .layer(tower::util::MapResponseLayer::new(
                         otlp_grpc::oversize_as_resource_exhausted,
                     ))
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        conn_limits::incoming(listener, incoming_stop),
-                        stop_signal,
-                    )
-                    .await
-                    .context("otlp-grpc server failed")
+                    .add_routes(routes);
+                match tls_acceptor {
+                    None => {
+                        server
+                            .serve_with_incoming_shutdown(
+                                conn_limits::incoming(listener, incoming_stop),
+                                stop_signal,
+                            )
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let (connections, _) = tls::accept_loop(listener, acceptor);
+                        let incoming = tokio_stream::wrappers::ReceiverStream::new(connections);
+                        let incoming =
+                            tokio_stream::StreamExt::map(incoming, Ok::<_, std::io::Error>);
+                        server
+                            .serve_with_incoming_shutdown(incoming, stop_signal)
+                            .await
+                    }
+                }
+                .context("otlp-grpc server failed")
             }));
         }
         if let Some(listener) = otlp_http_listener {
@@ -167,7 +198,8 @@ impl Server {
                 config.max_message_bytes,
             )
             .layer(timed("otlp-http"));
-            tasks.push(spawner.spawn_axum("otlp-http", listener, app));
+            let app = gated(app, &access, auth::Listener::OtlpHttp);
+            tasks.push(spawner.spawn_axum("otlp-http", listener, app, true));
         }
         let query = Arc::new(QueryService::new(Arc::new(store.clone())));
         let (datadog_app, datadog_logs) = datadog::routers(
@@ -185,14 +217,18 @@ impl Server {
             }))
             .merge(admin::router(store.clone(), config.data_dir.clone()))
             .layer(timed("http"));
+        let app = gated(app, &access, auth::Listener::Http);
         let app = browser::guard_http(app, browser::AllowedHosts::new(&config.allowed_hosts));
         let datadog_app = datadog_app.layer(timed("datadog"));
-        tasks.push(spawner.spawn_axum("http", http_listener, app));
+        tasks.push(spawner.spawn_axum("http", http_listener, app, false));
         if let Some(listener) = datadog_listener {
+            let datadog_app = gated(datadog_app, &access, auth::Listener::Datadog);
             let datadog_app = browser::guard_ingest(datadog_app);
-            tasks.push(spawner.spawn_axum("datadog", listener, datadog_app));
+            tasks.push(spawner.spawn_axum("datadog", listener, datadog_app, true));
         }
 
+        let mut watches = vec![access.watch(config.access.tokens_poll)];
+        watches.extend(tls_watch);
         readiness.set(true);
         tracing::info!(
             otlp_grpc = ?addrs.otlp_grpc,
@@ -211,6 +247,7 @@ impl Server {
             draining,
             tasks,
             failures,
+            watches,
         })
     }
 
@@ -233,6 +270,9 @@ impl Server {
         self.draining.start();
         // receivers live in the tasks; a send error only means they all ended
         let _ = self.stop.send(true);
+        for watch in &self.watches {
+            watch.abort();
+        }
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         let mut first_error = None;
         for (name, task) in self.tasks {
@@ -333,6 +373,15 @@ fn local_addr(listener: Option<&TcpListener>) -> anyhow::Result<Option<SocketAdd
         .transpose()
 }
 
+/// `app` behind the access gate of `listener`: outermost, so refusals come
+/// before routing and never tell whether a path exists.
+fn gated(app: axum::Router, access: &Arc<auth::Access>, listener: auth::Listener) -> axum::Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        access.gate(listener),
+        auth::http_middleware,
+    ))
+}
+
 /// Spawns listener tasks that stop on the shared signal and report failures.
 struct Spawner {
     stopped: watch::Receiver<bool>,
@@ -340,6 +389,8 @@ struct Spawner {
     max_connections: usize,
     inactivity: std::time::Duration,
     draining: conn_limits::Draining,
+    /// TLS acceptors when `--tls-cert` is set.
+    tls: Option<tls::Tls>,
 }
 
 impl Spawner {
@@ -378,19 +429,42 @@ impl Spawner {
         (name, task)
     }
 
+    /// Serves `app` on `listener`, over TLS when configured (`ingest`:
+    /// client certificates as configured for ingest listeners).
     fn spawn_axum(
         &self,
         name: &'static str,
         listener: TcpListener,
         app: axum::Router,
+        ingest: bool,
     ) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
         let stop_signal = self.stop_signal();
         let listener = self.limited(name, listener);
+        // the source address feeds the access gate (allow-lists, limits)
+        let app = app.into_make_service_with_connect_info::<auth::PeerAddr>();
+        let acceptor = self.tls.as_ref().map(|tls| {
+            if ingest {
+                tls.ingest.clone()
+            } else {
+                tls.plain.clone()
+            }
+        });
         self.spawn(name, async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop_signal)
-                .await
-                .with_context(|| format!("{name} server failed"))
+            match acceptor {
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop_signal)
+                        .await
+                }
+                Some(acceptor) => {
+                    let (connections, local) = tls::accept_loop(listener, acceptor);
+                    let listener = tls::TlsListener { connections, local };
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop_signal)
+                        .await
+                }
+            }
+            .with_context(|| format!("{name} server failed"))
         })
     }
 }

@@ -111,7 +111,9 @@ async function renderDetail(root, { args, isCurrent }) {
     h('p', { class: 'mono' }, issue.culprit || ''),
     actions,
     h('p', {}, `${issue.count} events · ${issue.service}${issue.environment ? ` · ${issue.environment}` : ''} · first seen ${formatTime(issue.first_seen)}${issue.first_version ? ` (${issue.first_version})` : ''} · last seen ${formatTime(issue.last_seen)}${issue.last_version ? ` (${issue.last_version})` : ''}`,
-      issue.resolved_in_version ? ` · resolved in ${issue.resolved_in_version}` : ''),
+      issue.resolved_in_version ? ` · resolved in ${issue.resolved_in_version}` : '',
+      issue.status_history && issue.status_history[0] && issue.status_history[0].changed_by
+        ? h('span', { id: 'issue-changed-by' }, ` · ${issue.status_history[0].status} by ${issue.status_history[0].changed_by} ${formatTime(issue.status_history[0].time_unix_nano)}`) : ''),
     h('h2', {}, 'Message'), h('pre', { class: 'log-body' }, `${issue.error_type || ''}${issue.error_type && issue.message ? ': ' : ''}${issue.message || ''}`),
     h('h2', {}, 'Last 14 days'), bars(issue.hourly_14d || [], { width: 1000, height: 60, label: 'events per hour, last 14 days', className: 'hist' }),
     h('h2', {}, 'Stack'), (issue.stack || []).length ? h('div', { class: 'stack', id: 'issue-stack' }, issue.stack.map((frame) => h('div', { class: frame.in_app ? 'inapp' : '' },

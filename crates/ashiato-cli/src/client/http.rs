@@ -18,6 +18,7 @@ const MAX_QUOTED_BODY_CHARS: usize = 300;
 pub struct Api {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Api {
@@ -25,17 +26,27 @@ impl Api {
         Api {
             base: normalise_base(server),
             agent: agent(),
+            token: None,
         }
+    }
+
+    /// Sends `authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: Option<&str>) -> Api {
+        self.token = token.map(str::to_owned);
+        self
     }
 
     /// GETs `path` with query parameters and returns the JSON body of a 2xx
     /// answer; anything else becomes an error that names the server.
     pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let request = self
+        let mut request = self
             .agent
             .get(&url)
             .query_pairs(query.iter().map(|(key, value)| (*key, value.as_str())));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", &format!("Bearer {token}"));
+        }
         let mut response = request
             .call()
             .map_err(|error| unreachable_error(&self.base, &error))?;

@@ -4,6 +4,7 @@
 //! One test binary (not one per file) keeps link time down; nextest still
 //! runs every test in its own process, each with its own server.
 
+mod auth;
 mod bad_input;
 mod cli;
 mod datadog;
@@ -13,4 +14,5 @@ mod errors_alerts;
 mod notify;
 mod sdk;
 mod support;
+mod tls;
 mod ui;

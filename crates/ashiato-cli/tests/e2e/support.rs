@@ -469,6 +469,16 @@ impl PeerPython {
 /// Runs `tests/peers/<script>` with the given environment and returns its
 /// stdout, trimmed. Panics with the peer's stderr if it fails.
 pub fn run_peer(python: PeerPython, script: &str, env: &[(&str, &str)]) -> String {
+    try_run_peer(python, script, env)
+        .unwrap_or_else(|stderr| panic!("peer {script} {env:?} failed:\n{stderr}"))
+}
+
+/// Runs a peer that may fail: its stdout, or its exit status and stderr.
+pub fn try_run_peer(
+    python: PeerPython,
+    script: &str,
+    env: &[(&str, &str)],
+) -> Result<String, String> {
     let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers")
         .join(script);
@@ -487,13 +497,14 @@ pub fn run_peer(python: PeerPython, script: &str, env: &[(&str, &str)]) -> Strin
         command.env(key, value);
     }
     let output = command.output().expect("run python peer");
-    assert!(
-        output.status.success(),
-        "peer {script} {env:?} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    if !output.status.success() {
+        return Err(format!(
+            "{}:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// Runs the `ashiato` binary (a client command) and returns (exit ok, stdout, stderr).
