@@ -4,8 +4,8 @@
 //! tonic enforces the size limit and decompresses gzip, zstd and deflate.
 //! Trace and log requests then reach the handler as the message's bytes
 //! ([`RawRequestCodec`]) and are decoded by `ashiato-otlp`'s one-pass
-//! decoder straight into model values, as on OTLP/HTTP; metrics still go
-//! through the generated prost service. Invalid items are counted in
+//! decoder straight into model values, as on OTLP/HTTP; metrics messages
+//! take the same raw path and only have their points counted. Invalid items are counted in
 //! `partial_success`; an undecodable message is INVALID_ARGUMENT with
 //! prost's error text (the client's fault, not retryable; tonic's prost
 //! codec answered INTERNAL, which clients read as a server fault); an
@@ -20,12 +20,9 @@ use std::time::Duration;
 
 use ashiato_model::{LogRecord, Span};
 use ashiato_otlp::logs_service::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
-use ashiato_otlp::metrics_service::metrics_service_server::{MetricsService, MetricsServiceServer};
-use ashiato_otlp::metrics_service::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use ashiato_otlp::metrics_service::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
 use ashiato_otlp::trace_service::{ExportTracePartialSuccess, ExportTraceServiceResponse};
-use ashiato_otlp::{DecodeError, Decoded, Format, decode_logs, decode_traces, metric_points_in};
+use ashiato_otlp::{DecodeError, Decoded, Format, count_metric_points, decode_logs, decode_traces};
 use bytes::{Buf, Bytes};
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -40,10 +37,6 @@ use crate::ingest::{AppendFailure, DISK_FULL_RETRY, Ingest, METRICS_NOT_STORED};
 use crate::intake;
 use crate::metrics::Signal;
 use crate::resend::{BodyDigest, BodyKind};
-
-/// The metrics service: nothing is stored, so it holds no store handle.
-#[derive(Clone)]
-pub struct OtlpGrpc;
 
 /// Every tonic server type has its own `accept_compressed`, so a macro
 /// applies the same list to each.
@@ -61,12 +54,12 @@ macro_rules! accept_all_compressions {
 pub fn routes(ingest: impl Into<Ingest>, max_message_bytes: usize) -> Routes {
     let ingest = ingest.into();
     let traces = RawExportServer::<TracesRpc>::new(ingest.clone(), max_message_bytes);
-    let logs = RawExportServer::<LogsRpc>::new(ingest, max_message_bytes);
-    let metrics = MetricsServiceServer::new(OtlpGrpc).max_decoding_message_size(max_message_bytes);
+    let logs = RawExportServer::<LogsRpc>::new(ingest.clone(), max_message_bytes);
+    let metrics = RawExportServer::<MetricsRpc>::new(ingest, max_message_bytes);
     let mut routes = Routes::default();
     routes = routes.add_service(traces);
     routes = routes.add_service(logs);
-    routes.add_service(accept_all_compressions!(metrics))
+    routes.add_service(metrics)
 }
 
 /// One OTLP `Export` RPC served from the request message's bytes.
@@ -320,22 +313,32 @@ impl Decoder for MessageBytes {
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for OtlpGrpc {
-    /// Metrics are acknowledged as a partial success that rejects every
-    /// point, so SDKs with metrics on neither retry nor fail loudly.
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let rejected_data_points =
-            i64::try_from(metric_points_in(request.get_ref())).unwrap_or(i64::MAX);
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: Some(ExportMetricsPartialSuccess {
-                rejected_data_points,
-                error_message: METRICS_NOT_STORED.to_owned(),
-            }),
-        }))
+/// Metrics are acknowledged as a partial success that rejects every
+/// point, so SDKs with metrics on neither retry nor fail loudly; an
+/// undecodable message is INVALID_ARGUMENT like the other signals.
+struct MetricsRpc;
+
+impl ExportRpc for MetricsRpc {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    type Reply = ExportMetricsServiceResponse;
+
+    fn export(ingest: Ingest, message: Bytes) -> BoxFuture<Self::Reply, Status> {
+        Box::pin(async move {
+            let _charge = charge(&ingest, message.len())?;
+            let points = intake::offload(message.len(), move || {
+                count_metric_points(&message, Format::Protobuf)
+            })
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
+            .map_err(decode_status)?;
+            Ok(ExportMetricsServiceResponse {
+                partial_success: Some(ExportMetricsPartialSuccess {
+                    rejected_data_points: i64::try_from(points).unwrap_or(i64::MAX),
+                    error_message: METRICS_NOT_STORED.to_owned(),
+                }),
+            })
+        })
     }
 }
 

@@ -73,6 +73,7 @@ async fn export(
 
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_malformed_messages_are_invalid_argument_with_prost_text() {
@@ -98,6 +99,14 @@ async fn test_malformed_messages_are_invalid_argument_with_prost_text() {
             underflow.clone(),
             LOGS,
             ExportLogsServiceRequest::decode(&underflow[..]).unwrap_err(),
+        ),
+        (
+            underflow.clone(),
+            METRICS,
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
+                &underflow[..],
+            )
+            .unwrap_err(),
         ),
     ];
     for (body, path, prost_error) in cases {
