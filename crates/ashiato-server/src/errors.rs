@@ -33,7 +33,7 @@ use ashiato_errors::{Candidate, IssueStore, SpanLink, TraceSource, Tracker, Tree
 use ashiato_model::{LogRecord, Span, TraceId};
 use ashiato_store::{LogFilter, SpanFilter, Store};
 
-use crate::notify::{Notifier, NotifyConfig};
+use crate::notify::{NotificationFigures, Notifier, NotifyConfig};
 
 /// Error tracking settings of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,17 +277,9 @@ impl ErrorTracking {
 
 /// The figures behind [`ErrorTracking::figures_source`].
 fn figures(notifier: &Notifier, pending_traces: &AtomicU64) -> ErrorFigures {
-    let deliveries = notifier.deliveries();
-    let count = |status| {
-        deliveries
-            .iter()
-            .filter(|delivery| delivery.status == status)
-            .count() as u64
-    };
     ErrorFigures {
         pending_traces: pending_traces.load(Ordering::Relaxed),
-        notifications_retrying: count(ashiato_errors::DeliveryStatus::Retrying),
-        notifications_failed: count(ashiato_errors::DeliveryStatus::Failed),
+        notifications: notifier.figures(),
     }
 }
 
@@ -295,8 +287,7 @@ fn figures(notifier: &Notifier, pending_traces: &AtomicU64) -> ErrorFigures {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ErrorFigures {
     pub pending_traces: u64,
-    pub notifications_retrying: u64,
-    pub notifications_failed: u64,
+    pub notifications: NotificationFigures,
 }
 
 fn run(

@@ -50,7 +50,8 @@ pub use errors::{ErrorFigures, ErrorsConfig};
 pub use http_app::Readiness;
 pub use ingest::Ingest;
 pub use notify::{
-    DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW, MAX_WEBHOOKS, NotifyConfig, WebhookFormat,
+    DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW, MAX_WEBHOOKS, NotificationFigures, NotifyConfig,
+    WebhookFormat,
 };
 
 /// Where the listeners actually bound (port 0 resolved).

@@ -309,15 +309,26 @@ pub fn render(sources: &Sources) -> String {
         "Traces with error candidates waiting for their settle window before they are counted.",
         errors.pending_traces,
     );
+    let notifications = errors.notifications;
     out.gauge(
-        "ashiato_notifications_retrying",
-        "Recent webhook deliveries waiting for a retry.",
-        errors.notifications_retrying,
+        "ashiato_notification_queue_depth",
+        "Webhook deliveries pending or waiting for a retry in the outbox.",
+        notifications.queued,
     );
     out.gauge(
-        "ashiato_notifications_failed",
-        "Recent webhook deliveries (those GET /api/v1/notifications lists) that failed for good.",
-        errors.notifications_failed,
+        "ashiato_notification_held_events",
+        "Issue events held in the outbox for the next storm digest.",
+        notifications.held,
+    );
+    out.counter(
+        "ashiato_notifications_failed_total",
+        "Webhook deliveries that failed for good (backoff exhausted or webhook no longer configured) since the start.",
+        notifications.failed,
+    );
+    out.counter(
+        "ashiato_notification_overflow_total",
+        "Issue events the notification queue had no room for since the start (held for the storm digest instead).",
+        notifications.overflowed,
     );
     out.text
 }
@@ -355,6 +366,11 @@ impl Exposition {
 
     fn gauge(&mut self, name: &str, help: &str, value: u64) {
         self.header(name, help, "gauge");
+        self.value(name, "", value);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.header(name, help, "counter");
         self.value(name, "", value);
     }
 

@@ -121,6 +121,19 @@ impl std::fmt::Debug for NotifyConfig {
     }
 }
 
+/// What [`Notifier::figures`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationFigures {
+    /// Pending and retrying deliveries in the outbox.
+    pub queued: u64,
+    /// Events held in the outbox for the next storm digest.
+    pub held: u64,
+    /// Deliveries that failed for good since the start.
+    pub failed: u64,
+    /// Events the intake queue had no room for since the start.
+    pub overflowed: u64,
+}
+
 /// Cheap to clone; hands events to the intake thread.
 #[derive(Clone)]
 pub struct Notifier {
@@ -142,6 +155,9 @@ struct Shared {
     /// for (opened on first use).
     overflow: Mutex<Option<Outbox>>,
     overflowed: AtomicU64,
+    /// Deliveries that failed for good since the start (the outbox prunes
+    /// finished rows, so it cannot count them).
+    failed: AtomicU64,
     /// The API's connection.
     reader: Mutex<Outbox>,
     stop: AtomicBool,
@@ -196,6 +212,7 @@ impl Notifier {
             path: db.to_owned(),
             overflow: Mutex::new(None),
             overflowed: AtomicU64::new(0),
+            failed: AtomicU64::new(abandoned as u64),
             reader: Mutex::new(outbox),
             stop: AtomicBool::new(false),
             wakers,
@@ -259,6 +276,22 @@ impl Notifier {
             && let Err(error) = outbox.hold(&[held_event(event, now_unix_nano())])
         {
             tracing::error!(%error, issue = %event.issue.id, "notification lost: holding it failed");
+        }
+    }
+
+    /// The outbox's backlog and the failure counters, for `/metrics` (two
+    /// counts on the API's connection).
+    pub fn figures(&self) -> NotificationFigures {
+        let backlog = lock(&self.shared.reader).backlog();
+        let (queued, held) = backlog.unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading the notification backlog failed");
+            (0, 0)
+        });
+        NotificationFigures {
+            queued,
+            held,
+            failed: self.shared.failed.load(Ordering::Relaxed),
+            overflowed: self.shared.overflowed.load(Ordering::Relaxed),
         }
     }
 
@@ -463,7 +496,7 @@ fn send_loop(url: &str, outbox: &Outbox, wake: &Receiver<()>, shared: &Shared) {
         let now = now_unix_nano();
         let wait = match outbox.next_due(url, now) {
             Ok(Some(due)) => {
-                attempt(&agent, url, &shown, outbox, &due);
+                attempt(&agent, url, &shown, outbox, &due, shared);
                 continue;
             }
             Ok(None) => match outbox.next_attempt(url) {
@@ -488,7 +521,14 @@ fn send_loop(url: &str, outbox: &Outbox, wake: &Receiver<()>, shared: &Shared) {
 /// Deliveries that one unreachable-endpoint failure can count for.
 const SHARED_FAILURE_LIMIT: usize = 10_000;
 
-fn attempt(agent: &ureq::Agent, url: &str, shown: &str, outbox: &Outbox, due: &DueDelivery) {
+fn attempt(
+    agent: &ureq::Agent,
+    url: &str,
+    shown: &str,
+    outbox: &Outbox,
+    due: &DueDelivery,
+    shared_state: &Shared,
+) {
     let (outcome, unreachable) = match post(agent, url, &due.body) {
         Ok(()) => (Ok(()), false),
         Err(Failure::Answered(status)) => (Err(format!("webhook answered {status}")), false),
@@ -501,6 +541,9 @@ fn attempt(agent: &ureq::Agent, url: &str, shown: &str, outbox: &Outbox, due: &D
             tracing::info!(url = %shown, delivery = due.id, attempts = due.attempts + 1, "webhook delivered");
         }
         Ok(status) => {
+            if status == DeliveryStatus::Failed {
+                shared_state.failed.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::warn!(url = %shown, delivery = due.id, attempts = due.attempts + 1, error = error.as_deref().unwrap_or_default(), will_retry = status == DeliveryStatus::Retrying, "webhook delivery failed");
         }
         Err(db_error) => {
@@ -519,11 +562,12 @@ fn attempt(agent: &ureq::Agent, url: &str, shown: &str, outbox: &Outbox, due: &D
             let Ok(Some(other)) = outbox.next_due(url, now) else {
                 break;
             };
-            if outbox
-                .record_attempt(&other, Err(error.clone()), now, &BACKOFF)
-                .is_err()
-            {
-                break;
+            match outbox.record_attempt(&other, Err(error.clone()), now, &BACKOFF) {
+                Ok(DeliveryStatus::Failed) => {
+                    shared_state.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => break,
             }
             shared += 1;
         }

@@ -153,7 +153,10 @@ async fn test_metrics_count_ingest_per_protocol_and_non_ui_paths_are_404() {
     for series in [
         "ashiato_seal_duration_seconds_count",
         "ashiato_error_tracker_pending_traces",
-        "ashiato_notifications_failed",
+        "ashiato_notification_queue_depth",
+        "ashiato_notification_held_events",
+        "ashiato_notifications_failed_total",
+        "ashiato_notification_overflow_total",
         r#"ashiato_segment_bytes{signal="logs"}"#,
     ] {
         assert!(sample(&text, series).is_some(), "{series} in\n{text}");
