@@ -1,11 +1,13 @@
 //! TLS end to end: a test CA and certificates made here with rcgen (no
 //! committed keys), the real Python SDK exporting over gRPC and HTTP with
 //! `OTEL_EXPORTER_OTLP_CERTIFICATE`, client certificates on ingest, and a
-//! renewed certificate served without restart.
+//! renewed certificate served without restart; the real `ddtrace` tracer
+//! sending to the Datadog listener over HTTPS.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use rcgen::{
@@ -170,4 +172,66 @@ fn test_ingest_requires_client_certificates_when_configured() {
         export(endpoint, protocol, &with_client)
             .unwrap_or_else(|error| panic!("{protocol} with a client certificate: {error}"));
     }
+}
+
+/// `GET` on the API listener over TLS (the tests' HTTP client speaks plain
+/// HTTP only): curl, trusting `ca`; Null when it fails or is not JSON.
+fn get_over_tls(server: &TestServer, ca: &str, path: &str) -> serde_json::Value {
+    let url = format!("https://{}{path}", server.addrs.http);
+    let output = Command::new("curl")
+        .args(["--silent", "--fail", "--cacert", ca, &url])
+        .output()
+        .unwrap_or_else(|error| panic!("run curl: {error}"));
+    serde_json::from_slice(&output.stdout).unwrap_or_default()
+}
+
+/// Runs the ddtrace peer against `agent`, trusting only `ca` (its native
+/// exporter reads `SSL_CERT_FILE`; the others are set so no host default
+/// steers it); returns the trace id it printed.
+fn send_ddtrace(agent: &str, ca: &str) -> String {
+    let env = [
+        ("DD_TRACE_AGENT_URL", agent),
+        ("DD_TRACE_API_VERSION", "v0.4"),
+        ("DD_SERVICE", "dd-users"),
+        ("DD_REMOTE_CONFIGURATION_ENABLED", "false"),
+        ("DD_INSTRUMENTATION_TELEMETRY_ENABLED", "false"),
+        ("DD_TRACE_STARTUP_LOGS", "false"),
+        ("SSL_CERT_FILE", ca),
+        ("REQUESTS_CA_BUNDLE", ca),
+        ("CURL_CA_BUNDLE", ca),
+    ];
+    let output = try_run_peer(PeerPython::Datadog, "dd_shop.py", &env)
+        .unwrap_or_else(|error| panic!("ddtrace peer: {error}"));
+    let printed: serde_json::Value = output
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("dd peer printed no ids: {output:?}"));
+    printed["trace_id"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn test_ddtrace_sends_to_the_datadog_listener_over_tls() {
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
+    let pki = make_pki(dir.path(), "server", "server", false);
+    let other = make_pki(dir.path(), "other", "server", false);
+    let server = TestServer::start_with(&["--tls-cert", &pki.cert, "--tls-key", &pki.key]);
+    let agent = format!(
+        "https://{}",
+        server.addrs.datadog.expect("datadog listener is on")
+    );
+    // a tracer that does not trust the server's CA sends nothing (it has
+    // exited, its flush failed, before the trusted run below)
+    let untrusted = send_ddtrace(&agent, &other.ca);
+    let trusted = send_ddtrace(&agent, &pki.ca);
+    assert_eq!(trusted.len(), 32, "{trusted}");
+    wait_until(&format!("trace {trusted} with 4 spans"), || {
+        let trace = get_over_tls(&server, &pki.ca, &format!("/api/v1/traces/{trusted}"));
+        (trace["spans"].as_array().map_or(0, Vec::len) >= 4).then_some(())
+    });
+    let absent = get_over_tls(&server, &pki.ca, &format!("/api/v1/traces/{untrusted}"));
+    assert!(
+        absent.is_null(),
+        "untrusted tracer's trace stored: {absent}"
+    );
 }
