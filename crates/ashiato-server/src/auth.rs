@@ -24,6 +24,7 @@
 
 mod cidr;
 mod limit;
+pub mod session;
 pub mod tokens;
 
 use std::net::{IpAddr, SocketAddr};
@@ -144,6 +145,9 @@ pub struct Access {
     enforced: AtomicBool,
     limiter: limit::FailureLimiter,
     allow: AllowLists,
+    sessions: session::Sessions,
+    /// Session cookies get `Secure` when the listeners speak TLS.
+    secure_cookies: bool,
 }
 
 impl Access {
@@ -165,6 +169,8 @@ impl Access {
             enforced: AtomicBool::new(enforced),
             limiter: limit::FailureLimiter::new(access.failure_limit.max(1)),
             allow: access.allow.clone(),
+            sessions: session::Sessions::default(),
+            secure_cookies: config.tls.is_some(),
         };
         if enforced {
             tracing::info!(
@@ -174,6 +180,15 @@ impl Access {
             );
         }
         Ok(Arc::new(shared))
+    }
+
+    /// The session of this cookie id, while its token still exists and
+    /// still grants the session's scope.
+    fn session(&self, id: &str) -> Option<session::Session> {
+        let session = self.sessions.get(id)?;
+        let tokens = self.current();
+        let record = tokens.by_hash(&session.token_sha256)?;
+        (record.name == session.name && record.grants(session.scope)).then_some(session)
     }
 
     fn current(&self) -> Arc<TokenSet> {
@@ -434,6 +449,16 @@ pub async fn http_middleware(
         .extensions()
         .get::<ConnectInfo<PeerAddr>>()
         .map(|info| info.0.0.ip());
+    if gate.listener == Listener::Http {
+        if request.uri().path() == SESSION_PATH {
+            return session_endpoint(&gate, peer, request).await;
+        }
+        match session_access(&gate, &mut request) {
+            Some(Ok(())) => return next.run(request).await,
+            Some(Err(response)) => return response,
+            None => {}
+        }
+    }
     let required = gate.required_scope(request.method(), request.uri().path());
     match gate.decide(peer, request.headers(), required) {
         Ok(principal) => {
@@ -445,6 +470,174 @@ pub async fn http_middleware(
         Err(denial) => {
             let is_api = request.uri().path().starts_with("/api/");
             denial_response(&denial, is_api)
+        }
+    }
+}
+
+/// Where the web UI logs in and out.
+pub const SESSION_PATH: &str = "/api/v1/session";
+
+/// Lets a request with a valid session cookie (and no token) in with the
+/// session's scope: `Some(Ok)` lets it in (carrying the actor),
+/// `Some(Err)` refuses it, `None` leaves it to the token check. An unknown or expired cookie is ignored, so the
+/// request meets the usual token check (and its 401, which the UI answers
+/// with the login form).
+fn session_access(gate: &Gate, request: &mut Request) -> Option<Result<(), Response>> {
+    let required = gate.required_scope(request.method(), request.uri().path())?;
+    if !gate.access.enforced.load(Ordering::Acquire) || presented_token(request.headers()).is_some()
+    {
+        return None;
+    }
+    let id = session::cookie_id(request.headers())?;
+    let session = gate.access.session(id)?;
+    let is_api = request.uri().path().starts_with("/api/");
+    if !session.scope_grants(required) {
+        return Some(Err(denial_response(
+            &Denial::MissingScope(required),
+            is_api,
+        )));
+    }
+    if !session::csrf_ok(request.method(), request.headers()) {
+        tracing::warn!(
+            actor = %session.name,
+            path = %request.uri().path(),
+            "cookie-authenticated write without the csrf header refused"
+        );
+        return Some(Err(session::json_answer(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({ "error": "a write with the session cookie needs the `x-ashiato-csrf` header" }),
+            None,
+        )));
+    }
+    request
+        .extensions_mut()
+        .insert(ashiato_api::Actor(session.name.clone()));
+    Some(Ok(()))
+}
+
+/// `GET`, `POST` and `DELETE` on [`SESSION_PATH`].
+async fn session_endpoint(gate: &Gate, peer: Option<IpAddr>, request: Request) -> Response {
+    let access = &gate.access;
+    let enforced = access.enforced.load(Ordering::Acquire);
+    let secure = access.secure_cookies;
+    let method = request.method().clone();
+    if method != Method::GET && !session::csrf_ok(&method, request.headers()) {
+        return session::json_answer(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({ "error": "this request needs the `x-ashiato-csrf` header" }),
+            None,
+        );
+    }
+    let current = session::cookie_id(request.headers())
+        .and_then(|id| access.session(id).map(|session| (id.to_owned(), session)));
+    if method == Method::GET || method == Method::HEAD {
+        let body = match &current {
+            Some((_, session)) => serde_json::json!({
+                "auth": enforced,
+                "logged_in": true,
+                "name": session.name,
+                "scope": session.scope.as_str(),
+            }),
+            None => serde_json::json!({ "auth": enforced, "logged_in": false }),
+        };
+        return session::json_answer(StatusCode::OK, body, None);
+    }
+    if method == Method::DELETE {
+        if let Some((id, session)) = &current {
+            access.sessions.close(id);
+            tracing::info!(actor = %session.name, "web session closed");
+        }
+        return session::json_answer(
+            StatusCode::OK,
+            serde_json::json!({ "auth": enforced, "logged_in": false }),
+            Some(session::clear_cookie(secure)),
+        );
+    }
+    if method != Method::POST {
+        return session::json_answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({ "error": "use GET, POST or DELETE" }),
+            None,
+        );
+    }
+    if !enforced {
+        return session::json_answer(
+            StatusCode::CONFLICT,
+            serde_json::json!({ "error": "no tokens are configured: there is nothing to log in to" }),
+            None,
+        );
+    }
+    if let Some(wait) = peer.and_then(|peer| access.limiter.blocked(peer)) {
+        return denial_response(&Denial::RateLimited(wait), true);
+    }
+    let body = match axum::body::to_bytes(request.into_body(), session::MAX_LOGIN_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return session::json_answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({ "error": "the login body is one token in JSON" }),
+                None,
+            );
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Login {
+        token: String,
+    }
+    let Ok(login) = serde_json::from_slice::<Login>(&body) else {
+        return session::json_answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "expected {\"token\": \"ashiato_...\"}" }),
+            None,
+        );
+    };
+    let tokens = access.current();
+    let granted = tokens.find(login.token.trim()).map(|record| {
+        let scope = if record.grants(Scope::Admin) {
+            Some(Scope::Admin)
+        } else if record.grants(Scope::Read) {
+            Some(Scope::Read)
+        } else {
+            None
+        };
+        (record.name.clone(), scope, record.sha256)
+    });
+    let (name, scope, sha256) = match granted {
+        Some((name, Some(scope), sha256)) => (name, scope, sha256),
+        Some((_, None, _)) | None => {
+            let denial = if granted.is_some() {
+                Denial::MissingScope(Scope::Read)
+            } else {
+                Denial::Unauthenticated
+            };
+            if let Some(peer) = peer {
+                access.limiter.record_failure(peer);
+                tracing::warn!(peer = %peer, reason = %denial.message(), "web login refused");
+            }
+            return denial_response(&denial, true);
+        }
+    };
+    match access.sessions.open(name.clone(), scope, sha256) {
+        Ok(id) => {
+            tracing::info!(actor = %name, scope = %scope.as_str(), "web session opened");
+            session::json_answer(
+                StatusCode::OK,
+                serde_json::json!({
+                    "auth": true,
+                    "logged_in": true,
+                    "name": name,
+                    "scope": scope.as_str(),
+                }),
+                Some(session::set_cookie(&id, secure)),
+            )
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "web session not opened");
+            session::json_answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": "no session could be opened" }),
+                None,
+            )
         }
     }
 }

@@ -362,3 +362,143 @@ async fn test_a_non_loopback_listener_needs_access_control() {
     let server = Server::start(config).await.unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// The session cookie's `name=value` from a login answer.
+fn session_cookie(answer: &Answer) -> String {
+    let set_cookie = answer.header("set-cookie").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain http: {set_cookie}");
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_web_session_login_cookie_access_csrf_and_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(token_config(dir.path())).await.unwrap();
+    let api = server.addrs().http;
+    let json = ("content-type", "application/json");
+    let csrf = ("x-ashiato-csrf", "1");
+
+    let answer = request(api, "GET", "/api/v1/session", &[], b"").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer.body).unwrap(),
+        serde_json::json!({"auth": true, "logged_in": false})
+    );
+
+    // (token, csrf header, status): only read and admin tokens log in
+    let logins: Vec<(&str, bool, u16)> = vec![
+        ("ashiato_nope", true, 401),
+        (INGEST, true, 403),
+        (READ, false, 403),
+        (READ, true, 200),
+        (ADMIN, true, 200),
+    ];
+    let mut cookies = std::collections::HashMap::new();
+    for (token, with_csrf, expected) in logins {
+        let body = serde_json::json!({ "token": token }).to_string();
+        let mut headers = vec![json];
+        if with_csrf {
+            headers.push(csrf);
+        }
+        let answer = request(api, "POST", "/api/v1/session", &headers, body.as_bytes()).await;
+        assert_eq!(answer.status, expected, "{token}: {}", answer.body);
+        if expected == 200 {
+            let scope = if token == READ { "read" } else { "admin" };
+            assert!(answer.body.contains(scope), "{}", answer.body);
+            cookies.insert(scope, session_cookie(&answer));
+        } else {
+            assert!(answer.header("set-cookie").is_none());
+        }
+    }
+    let read = cookies["read"].as_str();
+    let admin = cookies["admin"].as_str();
+    let issue = "/api/v1/issues/0123456789ab";
+    // (method, path, cookie, csrf header, status)
+    let cases: Vec<(&str, &str, Option<&str>, bool, u16)> = vec![
+        ("GET", "/api/v1/services", None, false, 401),
+        ("GET", "/api/v1/services", Some(read), false, 200),
+        ("GET", "/api/v1/services", Some(admin), false, 200),
+        (
+            "GET",
+            "/api/v1/services",
+            Some("ashiato_session=ashiato_forged"),
+            false,
+            401,
+        ),
+        ("PATCH", issue, Some(read), true, 403),
+        // a cross-site form can send the cookie but not the header
+        ("PATCH", issue, Some(admin), false, 403),
+        ("PATCH", issue, Some(admin), true, 404),
+    ];
+    for (method, path, cookie, with_csrf, expected) in cases {
+        let mut headers = vec![json];
+        if let Some(cookie) = cookie {
+            headers.push(("cookie", cookie));
+        }
+        if with_csrf {
+            headers.push(csrf);
+        }
+        let answer = request(api, method, path, &headers, b"{\"status\":\"resolved\"}").await;
+        assert_eq!(
+            answer.status, expected,
+            "{method} {path} {cookie:?} csrf={with_csrf}: {}",
+            answer.body
+        );
+    }
+
+    let answer = request(api, "GET", "/api/v1/session", &[("cookie", admin)], b"").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer.body).unwrap(),
+        serde_json::json!({"auth": true, "logged_in": true, "name": "oncall", "scope": "admin"})
+    );
+    // logout needs the header too, then the cookie is dead server-side
+    let answer = request(api, "DELETE", "/api/v1/session", &[("cookie", admin)], b"").await;
+    assert_eq!(answer.status, 403);
+    let answer = request(
+        api,
+        "DELETE",
+        "/api/v1/session",
+        &[("cookie", admin), csrf],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.header("set-cookie").unwrap().contains("Max-Age=0"),
+        "{:?}",
+        answer.header("set-cookie")
+    );
+    let answer = request(api, "GET", "/api/v1/services", &[("cookie", admin)], b"").await;
+    assert_eq!(answer.status, 401);
+    let answer = request(api, "GET", "/api/v1/services", &[("cookie", read)], b"").await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_web_session_without_tokens_reports_auth_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    let api = server.addrs().http;
+    let answer = request(api, "GET", "/api/v1/session", &[], b"").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer.body).unwrap(),
+        serde_json::json!({"auth": false, "logged_in": false})
+    );
+    let answer = request(
+        api,
+        "POST",
+        "/api/v1/session",
+        &[
+            ("content-type", "application/json"),
+            ("x-ashiato-csrf", "1"),
+        ],
+        br#"{"token":"ashiato_x"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+}

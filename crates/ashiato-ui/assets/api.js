@@ -23,7 +23,9 @@ export function query(params) {
 }
 
 async function request(method, path, params, body) {
-  const options = { method, headers: { accept: 'application/json' } };
+  // the server refuses cookie-authenticated writes without this header,
+  // which a cross-site form cannot send
+  const options = { method, headers: { accept: 'application/json', 'x-ashiato-csrf': '1' } };
   if (body !== undefined) {
     options.headers['content-type'] = 'application/json';
     options.body = JSON.stringify(body);
@@ -45,4 +47,9 @@ async function request(method, path, params, body) {
 export const api = {
   get: (path, params) => request('GET', path, params),
   patch: (path, body) => request('PATCH', path, undefined, body),
+  /** `{auth, logged_in, name?, scope?}` of the web session. */
+  session: () => request('GET', '/session'),
+  /** Trades a read or admin token for the session cookie. */
+  login: (token) => request('POST', '/session', undefined, { token }),
+  logout: () => request('DELETE', '/session'),
 };

@@ -8,6 +8,7 @@ import { render as services } from './page_services.js';
 import { render as issues } from './page_issues.js';
 import { render as logs } from './page_logs.js';
 import { h, mount, errorBox } from './dom.js';
+import { api } from './api.js';
 
 const ROUTES = [
   [/^\/(?:traces\/?)?$/, 'traces', traces],
@@ -80,3 +81,17 @@ document.addEventListener('click', (event) => {
 
 window.addEventListener('popstate', route);
 route();
+
+// With tokens on and a session open, the header offers logging out; with
+// auth off (the default) nothing is shown.
+api.session().then((session) => {
+  if (!session || !session.auth || !session.logged_in) return;
+  const logout = h('a', {
+    href: '#', class: 'logout', title: `logged in as ${session.name} (${session.scope})`,
+    onclick: async (event) => {
+      event.preventDefault();
+      try { await api.logout(); } finally { location.reload(); }
+    },
+  }, 'Log out');
+  document.querySelector('.top nav').append(logout);
+}).catch(() => {});

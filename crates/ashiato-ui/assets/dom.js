@@ -1,6 +1,8 @@
 // A tiny element builder: text always goes through text nodes, never
 // innerHTML, so names and messages from telemetry cannot inject markup.
 
+import { api } from './api.js';
+
 /** h('a', {href: '/x', class: 'y', onclick: fn}, 'text', child, [more]) */
 export function h(tag, attrs, ...children) {
   const svg = tag.startsWith('svg:');
@@ -52,7 +54,35 @@ export function emptyState(title, ...lines) {
   );
 }
 
-/** A paragraph for a failed request. */
+/** A paragraph for a failed request; a 401 (tokens on, not logged in)
+ * shows the login form instead. */
 export function errorBox(error) {
+  if (error && error.status === 401) return loginForm();
   return h('p', { class: 'err-text', role: 'alert' }, `Request failed: ${error.message}`);
+}
+
+/** The login form: a read or admin token becomes an HttpOnly session
+ * cookie (the token itself is never stored in the browser); on success the
+ * current page reloads with its data. */
+export function loginForm() {
+  const input = h('input', { type: 'password', name: 'token', autocomplete: 'off', required: true, placeholder: 'ashiato_…', 'aria-label': 'token' });
+  const message = h('p', { class: 'err-text', role: 'alert' });
+  const form = h('form', {
+    class: 'login',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      message.textContent = '';
+      try {
+        await api.login(input.value.trim());
+        location.reload();
+      } catch (error) {
+        message.textContent = `Login failed: ${error.message}`;
+      }
+    },
+  },
+  h('h2', {}, 'Log in'),
+  h('p', {}, 'This server needs a token with the read or admin scope (create one with ', h('code', {}, 'ashiato token create --scope read --name NAME'), ').'),
+  input, ' ', h('button', { type: 'submit' }, 'Log in'),
+  message);
+  return form;
 }

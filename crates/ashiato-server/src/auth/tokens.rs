@@ -276,6 +276,14 @@ impl TokenSet {
         }
         found
     }
+
+    /// The record with exactly this hash (a session re-checking that the
+    /// token it was opened with still exists and keeps its scopes).
+    pub fn by_hash(&self, sha256: &[u8; 32]) -> Option<&TokenRecord> {
+        self.records
+            .iter()
+            .find(|record| bool::from(record.sha256[..].ct_eq(&sha256[..])))
+    }
 }
 
 /// The file's identity for change polling: modification time and length.
