@@ -14,7 +14,6 @@ use ashiato_server::{Server, ServerConfig};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INGEST: &str = "ashiato_test_ingest_token";
 const READ: &str = "ashiato_test_read_token";
@@ -44,25 +43,11 @@ async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let answer = raw_request(addr, &addr.to_string(), method, path, headers, body).await;
     Answer {
-        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
-        head: head.to_owned(),
-        body: body.to_owned(),
+        status: answer.status,
+        head: answer.head,
+        body: String::from_utf8_lossy(&answer.body).into_owned(),
     }
 }
 

@@ -7,10 +7,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+mod common;
+
 use std::net::SocketAddr;
 
 use ashiato_server::{Server, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Reply {
     status: u16,
@@ -26,23 +27,11 @@ async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+    let answer = common::raw_request(addr, host, method, path, headers, body).await;
+    Reply {
+        status: answer.status,
+        head: answer.head.to_ascii_lowercase(),
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
-    Reply { status, head }
 }
 
 /// Listener, path, method, headers, expected status.
