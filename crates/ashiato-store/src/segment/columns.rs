@@ -67,12 +67,17 @@ fn column<'a, T: 'static>(
         .ok_or(ColumnError::BadColumn(name))
 }
 
+/// The error for a blob of `column` that did not decode.
+fn codec_error(column: &'static str) -> impl FnOnce(codec::CodecError) -> ColumnError {
+    move |source| ColumnError::Codec { column, source }
+}
+
 fn decode<'a, T>(
     column: &'static str,
     blob: &'a [u8],
     read: impl FnOnce(&mut Decoder<'a>) -> Result<T, codec::CodecError>,
 ) -> Result<T, ColumnError> {
-    codec::unblob(blob, read).map_err(|source| ColumnError::Codec { column, source })
+    codec::unblob(blob, read).map_err(codec_error(column))
 }
 
 fn fixed<const N: usize>(array: &FixedSizeBinaryArray, row: usize) -> Option<[u8; N]> {
@@ -321,14 +326,10 @@ impl<'a> SpanColumns<'a> {
                 self.end_offset.value(row),
             ),
             attributes: match self.attributes {
-                Some(blobs) => {
-                    self.promoted
-                        .attributes(blobs.value(row), row)
-                        .map_err(|source| ColumnError::Codec {
-                            column: "attributes",
-                            source,
-                        })?
-                }
+                Some(blobs) => self
+                    .promoted
+                    .attributes(blobs.value(row), row)
+                    .map_err(codec_error("attributes"))?,
                 None => Vec::new(),
             },
             events: match self.events {
@@ -345,16 +346,10 @@ impl<'a> SpanColumns<'a> {
             },
             resource: shared
                 .resource(self.resource.value(row))
-                .map_err(|source| ColumnError::Codec {
-                    column: "resource",
-                    source,
-                })?,
+                .map_err(codec_error("resource"))?,
             scope: shared
                 .scope(self.scope.value(row))
-                .map_err(|source| ColumnError::Codec {
-                    column: "scope",
-                    source,
-                })?,
+                .map_err(codec_error("scope"))?,
         })
     }
 }
@@ -427,16 +422,10 @@ impl<'a> LogColumns<'a> {
             event_name: self.event_name.value(row).to_owned(),
             resource: shared
                 .resource(self.resource.value(row))
-                .map_err(|source| ColumnError::Codec {
-                    column: "resource",
-                    source,
-                })?,
+                .map_err(codec_error("resource"))?,
             scope: shared
                 .scope(self.scope.value(row))
-                .map_err(|source| ColumnError::Codec {
-                    column: "scope",
-                    source,
-                })?,
+                .map_err(codec_error("scope"))?,
         })
     }
 }
